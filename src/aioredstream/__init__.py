@@ -1,0 +1,38 @@
+"""aioredstream: keep secondary stores in sync with your database through Redis streams."""
+
+from __future__ import annotations
+
+from ._keys import Keys
+from ._records import Model, Registry, default_registry, register
+from .errors import (
+    ArgumentError,
+    PayloadError,
+    RecordError,
+    RedstreamError,
+    ReplicationError,
+    ServerConnectionError,
+    ServerError,
+    ServerTimeoutError,
+    UnsupportedError,
+)
+from .producer import Producer
+
+__all__ = [
+    "ArgumentError",
+    "Keys",
+    "Model",
+    "PayloadError",
+    "Producer",
+    "RecordError",
+    "RedstreamError",
+    "Registry",
+    "ReplicationError",
+    "ServerConnectionError",
+    "ServerError",
+    "ServerTimeoutError",
+    "UnsupportedError",
+    "default_registry",
+    "register",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""Sending pre-packed commands on a ``redis.asyncio`` connection and reading the replies.
+
+This is the one place where aioredstream touches the socket and the one place
+where redis-py and socket errors become :mod:`aioredstream.errors`.
+
+A call borrows a connection from the client's own pool (so the user's URL, TLS,
+auth, db and timeouts apply), writes its commands as RESP bytes, and parses the
+replies with its own ``hiredis.Reader``. Several chunks may be in flight on the
+connection at once (``window``); replies come back in order, so reply *n* always
+belongs to command *n*. If anything goes wrong mid-call, cancellation included,
+the connection is closed before it goes back to the pool: replies that were not
+read can never reach a later call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import hiredis
+from redis import exceptions as redis_exc
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+
+from .errors import (
+    RedstreamError,
+    ServerConnectionError,
+    ServerError,
+    ServerTimeoutError,
+)
+
+__all__ = ["Chunk", "ReplyError", "call", "execute", "pack", "translate_errors"]
+
+ReplyError = hiredis.ReplyError
+#: (RESP bytes, number of replies they produce)
+Chunk = tuple[bytes, int]
+#: called with each chunk's replies, in order
+Sink = Callable[[int, list[Any]], None]
+
+_READ_SIZE = 1 << 16
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """RESP-encode one command (used off the hot path; the producer packs its own)."""
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]
+    return packed
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn redis-py and socket errors into aioredstream errors, chained."""
+    try:
+        yield
+    except RedstreamError:
+        raise
+    except (redis_exc.TimeoutError, TimeoutError) as exc:
+        raise ServerTimeoutError(f"{what}: timed out ({exc})") from exc
+    except (redis_exc.ConnectionError, OSError, EOFError, hiredis.ProtocolError) as exc:
+        raise ServerConnectionError(f"{what}: connection failed ({exc})") from exc
+    except redis_exc.RedisError as exc:
+        raise ServerError(f"{what}: {exc}") from exc
+
+
+async def execute(
+    client: Redis,
+    chunks: Iterable[Chunk],
+    sink: Sink,
+    *,
+    what: str,
+    window: int = 4,
+    last_read_extra_s: float | None = 0.0,
+) -> None:
+    """Send ``chunks`` on one pooled connection, handing each chunk's replies to ``sink``.
+
+    ``last_read_extra_s`` extends the socket timeout for the last chunk's replies
+    (it ends in a WAIT); ``None`` means no timeout for them (``WAIT n 0``).
+    """
+    pool: Any = client.connection_pool
+    with translate_errors(what):
+        conn: AbstractConnection = await pool.get_connection()
+    try:
+        with translate_errors(what):
+            await _exchange(conn, chunks, sink, window, last_read_extra_s)
+    except BaseException:
+        # Unread replies may be on the wire: the connection must not be reused.
+        with anyio.CancelScope(shield=True):
+            await conn.disconnect(nowait=True)
+            await pool.release(conn)
+        raise
+    await pool.release(conn)
+
+
+async def _exchange(
+    conn: AbstractConnection,
+    chunks: Iterable[Chunk],
+    sink: Sink,
+    window: int,
+    last_read_extra_s: float | None,
+) -> None:
+    reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
+    writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+    if reader_stream is None or writer is None:
+        raise ServerConnectionError("the pool handed out a closed connection")
+    parser = hiredis.Reader()
+    timeout_s: float | None = conn.socket_timeout
+    pending: list[int] = []  # reply counts of chunks written and not yet read
+    index = 0
+    for data, count in chunks:
+        writer.write(data)
+        pending.append(count)
+        if len(pending) > window:
+            await writer.drain()
+            sink(index, await _read(reader_stream, parser, pending.pop(0), timeout_s))
+            index += 1
+    await writer.drain()
+    while pending:
+        count = pending.pop(0)
+        last_timeout = timeout_s
+        if not pending and timeout_s is not None:
+            last_timeout = None if last_read_extra_s is None else timeout_s + last_read_extra_s
+        sink(index, await _read(reader_stream, parser, count, last_timeout))
+        index += 1
+
+
+async def _read(
+    stream: asyncio.StreamReader, parser: Any, count: int, timeout_s: float | None
+) -> list[Any]:
+    replies: list[Any] = []
+    append = replies.append
+    gets = parser.gets
+    while True:
+        while len(replies) < count:
+            reply = gets()
+            if reply is False:
+                break
+            append(reply)
+        else:
+            return replies
+        if timeout_s is None:
+            data = await stream.read(_READ_SIZE)
+        else:
+            async with asyncio.timeout(timeout_s):
+                data = await stream.read(_READ_SIZE)
+        if not data:
+            raise ServerConnectionError("the server closed the connection mid-reply")
+        parser.feed(data)
+
+
+async def call(client: Redis, *args: bytes | str | int, what: str) -> Any:
+    """Run one command and return its raw reply (bytes, int, list, or a ``ReplyError``)."""
+    replies: list[Any] = []
+    await execute(client, [(pack(*args), 1)], lambda _, r: replies.extend(r), what=what)
+    return replies[0]

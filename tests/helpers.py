@@ -1,0 +1,42 @@
+"""Small shared helpers for tests: record classes and stream readers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from aioredstream import Model
+
+
+class User(Model):
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+class Post(Model):
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+async def entries(client: Redis, key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(id, payload) of every entry of a stream, decoded whatever the client's settings."""
+    result = []
+    rows: Any = await client.xrange(key)
+    for raw_id, fields in rows:
+        message_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        payload = fields.get(b"payload", fields.get("payload"))
+        result.append((message_id, json.loads(payload)))
+    return result
+
+
+async def raw_payloads(client: Redis, key: str) -> list[bytes]:
+    rows: Any = await client.xrange(key)
+    return [fields[b"payload"] for _, fields in rows]
+
+
+async def in_use(client: Redis) -> int:
+    """Connections of the client's pool that are checked out right now."""
+    pool: Any = client.connection_pool
+    return len(pool._in_use_connections)

@@ -1,0 +1,63 @@
+"""Cancelling a producer call at any await never leaves replies for a later call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+from redis.asyncio import Redis
+
+from aioredstream import Model, Producer
+
+from .helpers import in_use
+
+
+class Tagged(Model):
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+    def redstream_payload(self) -> dict[str, int]:
+        return {"id": self.id}
+
+
+async def _verify_ids(client: Redis, producer: Producer, start: int) -> None:
+    """Every id a call returns must point at that call's own payload."""
+    for n in range(start, start + 50):
+        message_id = await producer.delay(Tagged(n))
+        key = "redstream:stream:taggeds.delay"
+        row: Any = await client.xrange(key, message_id, message_id)
+        [(_, fields)] = row
+        assert json.loads(fields[b"payload"]) == {"id": n}
+    ids = await producer.bulk_delay([Tagged(n) for n in range(start, start + 300)])
+    rows: Any = await client.xrange("redstream:stream:taggeds.delay", ids[0], ids[-1])
+    assert [json.loads(f[b"payload"])["id"] for _, f in rows][-300:] == list(
+        range(start, start + 300)
+    )
+
+
+async def test_random_cancellations_leave_no_crossed_replies_or_leaked_connections(
+    client: Redis,
+) -> None:
+    producer = Producer(client, slice_size=50)
+    rng = random.Random(1234)
+
+    async def call(n: int) -> None:
+        kind = n % 3
+        if kind == 0:
+            await producer.delay(Tagged(n))
+        elif kind == 1:
+            await producer.bulk_delay([Tagged(n)] * 400)
+        else:
+            await producer.bulk_queue([Tagged(n)] * 200)
+
+    for round_ in range(10):
+        tasks = [asyncio.create_task(call(n)) for n in range(40)]
+        await asyncio.sleep(rng.random() * 0.004)
+        for task in tasks:
+            if rng.random() < 0.7:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _verify_ids(client, producer, 10_000 * (round_ + 1))
+    assert await in_use(client) == 0
