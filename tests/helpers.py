@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-
 from redis.asyncio import Redis
 
 from aioredstream import Model
@@ -45,12 +44,10 @@ async def in_use(client: Redis) -> int:
     return len(pool._in_use_connections)
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0
-) -> None:
+async def eventually(condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0) -> None:
     """Poll ``condition`` until it holds; fail (not time) the test if it never does."""
     with anyio.fail_after(timeout_s):
-        while not await condition():
+        while not await condition():  # noqa: ASYNC110 - polling server state, no event exists
             await anyio.sleep(0.02)
 
 

@@ -26,7 +26,8 @@ async def _server_ms(client: Redis) -> int:
 
 async def _add_at(client: Redis, ms: int, seq: int, payload: str | bytes) -> str:
     """A delay entry with an explicit id, as if written ``ms`` by the server clock."""
-    return decoded(await client.xadd(DELAY, {"payload": payload}, id=f"{ms}-{seq}"))
+    message_id: str = decoded(await client.xadd(DELAY, {"payload": payload}, id=f"{ms}-{seq}"))
+    return message_id
 
 
 async def _delayer_offset(client: Redis) -> str | None:
