@@ -93,14 +93,27 @@ async def test_due_messages_are_delivered_and_committed_before_waiting_for_the_n
 
 async def test_a_message_that_comes_due_during_the_batch_follows_in_order(client: Redis) -> None:
     now = await _server_ms(client)
-    await _add_at(client, now - 10_000, 0, '{"id":1}')
+    first = await _add_at(client, now - 10_000, 0, '{"id":1}')
     last = await _add_at(client, now, 0, '{"id":2}')  # due in 0.3 s
     delayer = Delayer(client, stream_name="users", delay=0.3, block=0.05)
-    assert await delayer.run_once() == 2
+    assert await delayer.run_once() == 1  # delivers the due one, then waits for the other
+    assert await _delayer_offset(client) == first
+    assert await delayer.run_once() == 1
     rows = await entries(client, STREAM)
     assert [p for _, p in rows] == [{"id": 1}, {"id": 2}]
     assert parse_id(rows[1][0])[0] >= now + 300
     assert await _delayer_offset(client) == last
+
+
+async def test_a_message_queued_while_the_delayer_waits_is_never_replayed(client: Redis) -> None:
+    producer = Producer(client)
+    delay_id = await producer.delay(User(1))
+    delayer = Delayer(client, stream_name="users", delay=0.3, block=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(delayer.run_once)  # reads the delay message (or not yet), waits
+        await producer.queue(User(1), delay_message_id=delay_id)
+    assert await delayer.run_once() == 0
+    assert [p for _, p in await entries(client, STREAM)] == [{"id": 1}]  # the queue message only
 
 
 async def test_batches_are_at_most_batch_size_and_keep_the_payload_bytes(client: Redis) -> None:

@@ -85,25 +85,24 @@ class Delayer:
     async def run_once(self) -> int:
         """Handle one batch of delay messages; return how many were copied or dropped.
 
-        Due messages are delivered and committed before waiting for the first one
-        that is not due yet; then it and its successors follow as they come due.
+        The due ones (a prefix: ids grow with time) are delivered and committed;
+        then, if the batch holds one that is not due yet, wait until it is. The
+        next call reads again from the offset, so a message that its ``queue()``
+        deleted while we waited is not replayed (the gem replays what it read).
         """
         done = 0
 
         async def work() -> None:
             nonlocal done
             entries = await self.consumer.read()
-            due: list[Entry] = []
+            if not entries:
+                return
             now_ms = await self._server_time_ms()
-            for entry in entries:
-                due_ms = parse_id(entry[0])[0] + self._delay_ms
-                while due_ms > now_ms:
-                    done += await self._deliver(due)
-                    due = []
-                    await anyio.sleep((due_ms - now_ms + 1) / 1000)
-                    now_ms = await self._server_time_ms()
-                due.append(entry)
-            done += await self._deliver(due)
+            due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
+            done = await self._deliver(due)
+            if len(due) < len(entries):
+                next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
+                await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
 
         if not await self.consumer.lock.acquire(work):
             await self.consumer.lock.standby(LOCK_WAIT_S)
