@@ -175,8 +175,16 @@ async def test_one_of_two_same_named_consumers_works_and_the_standby_takes_over_
 
         await eventually(all_three)
         holder, standby = (a, b) if a.handled else (b, a)
+        for i in (10, 11, 12):  # more batches, each after the last was committed
+            await _add(client, i)
+
+            async def holder_got(i: int = i) -> bool:
+                return holder.handled[-1:] == [i]
+
+            await eventually(holder_got)
+        # run() holds the lock across batches: the standby stayed idle throughout.
         assert standby.handled == []
-        assert holder.handled == [1, 2, 3]
+        assert holder.handled == [1, 2, 3, 10, 11, 12]
         scopes[holder.label].cancel()
         await _add(client, 4, 5)
 
@@ -184,8 +192,10 @@ async def test_one_of_two_same_named_consumers_works_and_the_standby_takes_over_
             return standby.handled == [4, 5]
 
         await eventually(standby_got_them)
+        # The standby woke on the release's wake-up (it popped it), not on a timeout.
+        assert await client.llen(standby.consumer.lock.notify_key) == 0
         tg.cancel_scope.cancel()
-    assert holder.handled == [1, 2, 3]
+    assert holder.handled == [1, 2, 3, 10, 11, 12]
     assert all(a.held_lock + b.held_lock)
 
 

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
 
 from . import _wire
 from ._keys import Keys, check_name
 from ._streams import block_limit_s, decode
+from ._worker import check_seconds, run_forever, run_step_once
 from .errors import ArgumentError, MessageError
 from .lock import Lock, worker_lock_name
 from .message import Message, decode_fields
@@ -22,17 +22,6 @@ __all__ = ["Consumer", "Handler"]
 logger = logging.getLogger("aioredstream.consumer")
 
 Handler = Callable[[list[Message]], Awaitable[object]]
-
-#: the longest a standby waits on the notify list before trying the lock again (the gem's 5 s)
-LOCK_WAIT_S = 5.0
-
-
-def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (value > 0 if positive else value >= 0):  # type: ignore[operator]
-        bound = "> 0" if positive else ">= 0"
-        raise ArgumentError(f"{what} must be seconds {bound}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 class Consumer:
@@ -82,35 +71,28 @@ class Consumer:
         return None if value is None else decode(value)
 
     async def run(self, handler: Handler) -> None:
-        """Call :meth:`run_once` until cancelled; errors are logged and followed by ``backoff``."""
-        while True:
-            try:
-                await self.run_once(handler)
-            except Exception:
-                logger.exception(
-                    "consumer %s on %s failed; retrying in %.1fs",
-                    self.name,
-                    self.stream_name,
-                    self.backoff,
-                )
-                await anyio.sleep(self.backoff)
+        """Handle batches until cancelled, holding the lock throughout.
+
+        A same-named consumer elsewhere stands by until this one stops, fails or
+        vanishes. Errors (the handler's, the server's) are logged, release the
+        lock, and are followed by ``backoff`` seconds.
+        """
+        await run_forever(
+            self.lock,
+            lambda: self._handle_batch(handler),
+            logger=logger,
+            what=f"consumer {self.name} on {self.stream_name}",
+            backoff=self.backoff,
+        )
 
     async def run_once(self, handler: Handler) -> int:
-        """Handle at most one batch; return how many entries were committed.
+        """Handle at most one batch under the lock; return how many entries were committed.
 
         Without the lock, wait (up to 5 s, less when the holder's key expires sooner)
         for its release and return 0. A handler error propagates and nothing is
         committed, so the same batch comes again.
         """
-        committed = 0
-
-        async def work() -> None:
-            nonlocal committed
-            committed = await self._handle_batch(handler)
-
-        if not await self.lock.acquire(work):
-            await self.lock.standby(LOCK_WAIT_S)
-        return committed
+        return await run_step_once(self.lock, lambda: self._handle_batch(handler), 0)
 
     async def _handle_batch(self, handler: Handler) -> int:
         entries = await self.read()

@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from . import _wire
 from ._keys import DELAY_SUFFIX, Keys, check_name
 from ._streams import parse_id
-from .consumer import LOCK_WAIT_S, Consumer, check_seconds, valid_messages
+from ._worker import check_seconds, run_forever, run_step_once
+from .consumer import Consumer, valid_messages
 from .errors import ArgumentError
 
 __all__ = ["Delayer"]
@@ -70,17 +71,14 @@ class Delayer:
         self._delay_ms = round(self.delay * 1000)
 
     async def run(self) -> None:
-        """Call :meth:`run_once` until cancelled; errors are logged and followed by ``backoff``."""
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception(
-                    "delayer on %s failed; retrying in %.1fs",
-                    self.stream_name,
-                    self.consumer.backoff,
-                )
-                await anyio.sleep(self.consumer.backoff)
+        """Delay batches until cancelled, holding the lock; errors are logged, then ``backoff``."""
+        await run_forever(
+            self.consumer.lock,
+            self._step,
+            logger=logger,
+            what=f"delayer on {self.stream_name}",
+            backoff=self.consumer.backoff,
+        )
 
     async def run_once(self) -> int:
         """Handle one batch of delay messages; return how many were copied or dropped.
@@ -90,22 +88,18 @@ class Delayer:
         next call reads again from the offset, so a message that its ``queue()``
         deleted while we waited is not replayed (the gem replays what it read).
         """
-        done = 0
+        return await run_step_once(self.consumer.lock, self._step, 0)
 
-        async def work() -> None:
-            nonlocal done
-            entries = await self.consumer.read()
-            if not entries:
-                return
-            now_ms = await self._server_time_ms()
-            due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
-            done = await self._deliver(due)
-            if len(due) < len(entries):
-                next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
-                await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
-
-        if not await self.consumer.lock.acquire(work):
-            await self.consumer.lock.standby(LOCK_WAIT_S)
+    async def _step(self) -> int:
+        entries = await self.consumer.read()
+        if not entries:
+            return 0
+        now_ms = await self._server_time_ms()
+        due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
+        done = await self._deliver(due)
+        if len(due) < len(entries):
+            next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
+            await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
         return done
 
     async def _server_time_ms(self) -> int:

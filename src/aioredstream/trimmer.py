@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from . import _wire
 from ._keys import Keys, check_name
 from ._streams import decode, next_id, parse_id
-from .consumer import LOCK_WAIT_S, check_seconds
+from ._worker import check_seconds, run_forever, run_step_once
 from .errors import ArgumentError, ServerError
 from .lock import Lock, worker_lock_name
 
@@ -61,28 +61,23 @@ class Trimmer:
         self.lock = Lock(client, worker_lock_name("trimmer", stream_name), namespace=namespace)
 
     async def run(self) -> None:
-        """Call :meth:`run_once` until cancelled; errors are logged and followed by ``backoff``."""
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception(
-                    "trimmer on %s failed; retrying in %.1fs", self.stream_name, self.backoff
-                )
-                await anyio.sleep(self.backoff)
+        """Trim until cancelled, holding the lock; errors are logged, then ``backoff``."""
+        await run_forever(
+            self.lock,
+            self._step,
+            logger=logger,
+            what=f"trimmer on {self.stream_name}",
+            backoff=self.backoff,
+        )
 
     async def run_once(self) -> int:
         """Trim once under the lock and return how many entries went; sleep if none did."""
-        trimmed = 0
+        return await run_step_once(self.lock, self._step, 0)
 
-        async def work() -> None:
-            nonlocal trimmed
-            trimmed = await self.trim()
-            if trimmed == 0:
-                await anyio.sleep(self.interval)
-
-        if not await self.lock.acquire(work):
-            await self.lock.standby(LOCK_WAIT_S)
+    async def _step(self) -> int:
+        trimmed = await self.trim()
+        if trimmed == 0:
+            await anyio.sleep(self.interval)
         return trimmed
 
     async def min_committed_id(self) -> str | None:
