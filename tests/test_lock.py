@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import anyio
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 from aioredstream import ArgumentError, Consumer, Lock, Message
 from aioredstream.testing import ServerProcess
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, ServerFactory
 from .helpers import decoded, eventually
 
 STREAM = "redstream:stream:users"
@@ -236,3 +237,63 @@ async def test_a_consumer_whose_lock_is_stolen_mid_handler_does_not_commit(
     assert await consumer.run_once(handler) == 0
     assert await consumer.max_committed_id() is None
     assert decoded(await client.get(consumer.lock.key)) == "thief"
+
+
+async def test_a_holder_that_cannot_refresh_within_the_expiry_stops_its_body(
+    server_factory: ServerFactory, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = server_factory()
+    lock = Lock(make_client(server.url, socket_timeout=0.5), "x", expiry=0.5, refresh=0.1)
+    cancelled = False
+
+    async def body() -> None:
+        nonlocal cancelled
+        server.stop()  # the holder can no longer prove it holds the lock
+        try:
+            await anyio.sleep_forever()
+        except BaseException:
+            cancelled = True
+            raise
+
+    before = asyncio.all_tasks()
+    with caplog.at_level(logging.WARNING, logger="aioredstream.lock"):
+        assert await lock.acquire(body) is False
+    assert cancelled
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("not refreshed within its expiry" in m for m in messages)
+    assert any("could not release" in m or "timed out" in m for m in messages)
+    assert asyncio.all_tasks() == before
+
+
+@pytest.mark.slow
+async def test_with_the_gem_timings_a_vanished_holder_is_replaced_after_its_5s_expiry(
+    server: ServerProcess, client: Redis, make_client: ClientFactory
+) -> None:
+    ghost = Lock(make_client(server.url), "consumer:users:c")
+    assert await ghost.try_acquire()  # then it "dies": no refresh, no release
+    await _add(client, 1)
+    standby = Worker(server.url, make_client, "b")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(standby.consumer.run, standby.handler)
+
+        async def handled() -> bool:
+            return standby.handled == [1]
+
+        await eventually(handled, timeout_s=20)
+        tg.cancel_scope.cancel()
+    assert standby.held_lock == [True]
+
+
+@pytest.mark.slow
+async def test_with_the_gem_timings_a_long_handler_keeps_the_lock(client: Redis) -> None:
+    consumer = Consumer(client, stream_name="users", name="c", block=0.05)
+    await _add(client, 1)
+    tokens: list[str] = []
+
+    async def handler(messages: list[Message]) -> None:
+        for _ in range(4):
+            await anyio.sleep(2)  # 8 s: beyond the 5 s expiry, across two refreshes
+            tokens.append(decoded(await client.get(consumer.lock.key)))
+
+    assert await consumer.run_once(handler) == 1
+    assert tokens == [consumer.lock.token] * 4

@@ -6,10 +6,12 @@ import asyncio
 from typing import Any
 
 import anyio
+import pytest
 from redis.asyncio import Redis
 
-from aioredstream import Trimmer
+from aioredstream import ServerError, Trimmer
 
+from .conftest import ClientFactory, ServerFactory
 from .helpers import decoded, eventually, in_use
 
 STREAM = "redstream:stream:users"
@@ -114,3 +116,27 @@ async def test_run_trims_as_consumers_commit_and_stops_cleanly_on_cancel(client:
     assert await client.exists(trimmer.lock.key) == 0
     assert asyncio.all_tasks() == before
     assert await in_use(client) == 0
+
+
+async def test_a_server_without_xtrim_minid_gets_the_xrange_xdel_way(
+    server_factory: ServerFactory, make_client: ClientFactory
+) -> None:
+    # No server here predates 6.2: hiding XTRIM gives the same "no MINID" situation.
+    server = server_factory("--rename-command", "XTRIM", "XTRIM_HIDDEN")
+    client = make_client(server.url)
+    await _fill(client, STREAM, IDS)
+    await _commit(client, "a", "1002-0")
+    trimmer = Trimmer(client, stream_name="users", consumer_names=["a"], interval=0)
+    assert await trimmer.run_once() == 4
+    assert await _ids(client) == IDS[4:]
+    await _commit(client, "a", "1003-0")
+    assert await trimmer.run_once() == 1  # straight to XRANGE + XDEL from now on
+    assert await _ids(client) == IDS[5:]
+
+
+async def test_other_server_errors_are_not_mistaken_for_a_missing_minid(client: Redis) -> None:
+    await client.set(STREAM, "not a stream")
+    await _commit(client, "a", "1002-0")
+    trimmer = Trimmer(client, stream_name="users", consumer_names=["a"], interval=0)
+    with pytest.raises(ServerError, match="WRONGTYPE"):
+        await trimmer.trim()

@@ -100,7 +100,8 @@ class Trimmer:
                         self._stream_key, minid=next_id(min_id), approximate=False
                     )
             except ServerError as exc:
-                if "syntax" not in str(exc).lower():
+                # Before 6.2, XTRIM knows only MAXLEN ("syntax error"); it may be renamed away.
+                if not any(sign in str(exc).lower() for sign in ("syntax", "unknown command")):
                     raise
                 logger.info("server has no XTRIM MINID (%s); using XRANGE + XDEL", exc)
                 self._minid = False
