@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 
 import anyio
 import pytest
@@ -297,3 +298,35 @@ async def test_with_the_gem_timings_a_long_handler_keeps_the_lock(client: Redis)
 
     assert await consumer.run_once(handler) == 1
     assert tokens == [consumer.lock.token] * 4
+
+
+async def test_a_ruby_holders_release_wakes_a_python_standby(
+    server: ServerProcess, client: Redis, make_client: ClientFactory
+) -> None:
+    """The gem's side done by hand: SETEX the lock, later DEL it, DEL + RPUSH the notify list."""
+    key = "redstream:lock:consumer:users:c"
+    execute: Any = client.execute_command  # SETEX as the gem sends it
+    await execute("SETEX", key, 5, "0123456789abcdef0123456789abcdef")
+    await _add(client, 1)
+    standby = Worker(server.url, make_client, "python")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(standby.consumer.run, standby.handler)
+
+        async def standing_by() -> bool:  # blocked on the notify list
+            clients: Any = await client.client_list()
+            return any(c.get("cmd") == "brpop" for c in clients)
+
+        await eventually(standing_by)
+        assert standby.handled == []
+        await client.delete(key)
+        await client.delete(f"{key}.notify")
+        await client.rpush(f"{key}.notify", "1")
+
+        async def handled() -> bool:
+            return standby.handled == [1]
+
+        await eventually(handled)
+        assert await client.llen(f"{key}.notify") == 0  # woken by it, not by a timeout
+        tg.cancel_scope.cancel()
+    assert await client.llen(f"{key}.notify") == 1  # our release: one wake-up, as the gem's
+    assert decoded(await client.get("redstream:offset:users:c")) is not None
