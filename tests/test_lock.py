@@ -187,6 +187,7 @@ async def test_one_of_two_same_named_consumers_works_and_the_standby_takes_over_
         # run() holds the lock across batches: the standby stayed idle throughout.
         assert standby.handled == []
         assert holder.handled == [1, 2, 3, 10, 11, 12]
+        await eventually(lambda: _standing_by(client))
         scopes[holder.label].cancel()
         await _add(client, 4, 5)
 
@@ -199,6 +200,12 @@ async def test_one_of_two_same_named_consumers_works_and_the_standby_takes_over_
         tg.cancel_scope.cancel()
     assert holder.handled == [1, 2, 3, 10, 11, 12]
     assert all(a.held_lock + b.held_lock)
+
+
+async def _standing_by(client: Redis) -> bool:
+    """Some client is blocked on a notify list right now."""
+    clients: Any = await client.client_list()
+    return any(c.get("cmd") == "brpop" for c in clients)
 
 
 async def _run_in(scope: anyio.CancelScope, worker: Worker) -> None:
@@ -312,11 +319,7 @@ async def test_a_ruby_holders_release_wakes_a_python_standby(
     async with anyio.create_task_group() as tg:
         tg.start_soon(standby.consumer.run, standby.handler)
 
-        async def standing_by() -> bool:  # blocked on the notify list
-            clients: Any = await client.client_list()
-            return any(c.get("cmd") == "brpop" for c in clients)
-
-        await eventually(standing_by)
+        await eventually(lambda: _standing_by(client))
         assert standby.handled == []
         await client.delete(key)
         await client.delete(f"{key}.notify")
