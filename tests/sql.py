@@ -30,9 +30,7 @@ class Account(Model, Base):
     __tablename__ = "accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    notes: Mapped[list[Note]] = relationship(
-        back_populates="account", cascade="all, delete-orphan"
-    )
+    notes: Mapped[list[Note]] = relationship(back_populates="account", cascade="all, delete-orphan")
 
 
 class Note(Base):

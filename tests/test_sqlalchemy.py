@@ -12,7 +12,13 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from aioredstream import Producer, ServerConnectionError
+from aioredstream import (
+    ArgumentError,
+    Producer,
+    RecordError,
+    ServerConnectionError,
+    UnsupportedError,
+)
 from aioredstream.integrations.sqlalchemy import track
 
 from .helpers import entries
@@ -89,10 +95,13 @@ class ObservedProducer(Producer):
 
 
 @pytest.fixture
-def paused_maker(
+async def paused_maker(
     engine: AsyncEngine, make_client: Any, redis_url: str
-) -> Iterator[tuple[Maker, ObservedProducer]]:
+) -> AsyncIterator[tuple[Maker, ObservedProducer]]:
     producer = ObservedProducer(make_client(redis_url), registry=registry())
+    # Connect now: redis-py's handshake writes through asyncio.wait_for, which on
+    # Python 3.11 can swallow a cancellation that coincides with the write completing.
+    await producer.client.ping()
     maker = async_sessionmaker(engine)
     tracker = track(producer, models=[Account], sessions=maker)
     yield maker, producer
@@ -110,7 +119,7 @@ async def test_delay_is_written_before_commit_without_blocking_the_loop(
 ) -> None:
     maker, producer = paused_maker
     # The server holds write commands until UNPAUSE: the commit waits in its delay write.
-    await client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    await client.client_pause(60000, all=False)  # WRITE commands wait
     try:
         task = asyncio.create_task(create_account(maker, "paused"))
         await producer.delay_started.wait()
@@ -121,7 +130,7 @@ async def test_delay_is_written_before_commit_without_blocking_the_loop(
         # ... and the database has not committed the row yet.
         assert await count_accounts(engine) == 0
     finally:
-        await client.execute_command("CLIENT", "UNPAUSE")
+        await client.client_unpause()
     await task
     assert await count_accounts(engine) == 1
     assert await payloads(client, "accounts") == [{"id": 1}]
@@ -132,7 +141,7 @@ async def test_cancelled_in_delay_write_commits_nothing(
     paused_maker: tuple[Maker, ObservedProducer], engine: AsyncEngine, client: Redis
 ) -> None:
     maker, producer = paused_maker
-    await client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    await client.client_pause(60000, all=False)  # WRITE commands wait
     try:
         task = asyncio.create_task(create_account(maker, "cancelled"))
         await producer.delay_started.wait()
@@ -142,7 +151,7 @@ async def test_cancelled_in_delay_write_commits_nothing(
         with pytest.raises(asyncio.CancelledError):
             await task
     finally:
-        await client.execute_command("CLIENT", "UNPAUSE")
+        await client.client_unpause()
     assert await count_accounts(engine) == 0
     assert await payloads(client, "accounts") == []
     # The session machinery is intact: the next commit produces as usual.
@@ -409,3 +418,72 @@ async def test_untracked_sessions_write_nothing(
     async with maker.begin() as session:
         session.add(Account(name="here"))
     assert await payloads(client, "accounts") == [{"id": 2}]
+
+
+async def test_sync_session_refuses_to_flush_tracked_instances(
+    producer: Producer, tmp_path: Any, client: Redis
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    class SyncSession(Session):
+        pass
+
+    engine = create_engine(f"sqlite:///{tmp_path}/sync.db")
+    Account.metadata.create_all(engine)
+    tracker = track(producer, models=[Account], sessions=SyncSession)
+    try:
+        with SyncSession(engine) as session:
+            session.add(Account(name="sync"))
+            with pytest.raises(UnsupportedError, match="AsyncSession"):
+                session.commit()
+            session.rollback()
+            assert session.scalar(select(func.count()).select_from(Account)) == 0
+    finally:
+        tracker.remove()
+        engine.dispose()
+    assert await client.keys("*") == []
+
+
+def test_track_checks_its_arguments(producer: Producer) -> None:
+    with pytest.raises(ArgumentError, match="at least one"):
+        track(producer, models=[])
+    with pytest.raises(ArgumentError, match="not a mapped SQLAlchemy class"):
+        track(producer, models=[dict])
+    with pytest.raises(ArgumentError, match="list of mapped classes"):
+        track(producer, models=Account)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match="AuditLog"):
+        track(producer, models=[AuditLog])  # neither Model nor registered
+    with pytest.raises(ArgumentError, match="sessions must be"):
+        track(producer, models=[Account], sessions="sessions")  # type: ignore[arg-type]
+
+
+async def test_remove_stops_tracking_and_restores_the_maker(
+    engine: AsyncEngine, producer: Producer, client: Redis
+) -> None:
+    maker = async_sessionmaker(engine)
+    tracker = track(producer, models=[Account], sessions=maker)
+    assert maker.kw["sync_session_class"].__name__ == "TrackedSession"
+    tracker.remove()
+    assert "sync_session_class" not in maker.kw
+    async with maker.begin() as session:
+        session.add(Account(name="untracked now"))
+    assert await client.keys("*") == []
+
+
+async def test_one_async_session_and_every_session(
+    engine: AsyncEngine, producer: Producer, client: Redis
+) -> None:
+    async with AsyncSession(engine) as session:
+        tracker = track(producer, models=[Account], sessions=session)
+        session.add(Account(name="instance"))
+        await session.commit()
+        tracker.remove()
+    everywhere = track(producer, models=[Account])  # sessions=None: every Session
+    try:
+        async with AsyncSession(engine) as session:
+            session.add(Account(name="global"))
+            await session.commit()
+    finally:
+        everywhere.remove()
+    assert await payloads(client, "accounts") == [{"id": 1}, {"id": 2}]

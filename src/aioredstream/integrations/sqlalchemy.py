@@ -56,9 +56,7 @@ logger = logging.getLogger("aioredstream.integrations.sqlalchemy")
 
 _T = TypeVar("_T")
 # SQLAlchemy 2.1 renamed await_only() to await_(); 2.0 has only the old name.
-_sa_await: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or getattr(
-    sa_util, "await_only"
-)
+_sa_await: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or sa_util.await_only
 
 SessionTarget = async_sessionmaker[Any] | AsyncSession | sessionmaker[Any] | Session | type[Session]
 
