@@ -40,7 +40,8 @@ async def seed(client: Redis, namespace: str | None = None) -> list[str]:
     await client.xadd(delay_key, {"payload": b'{"id":9}'}, id=f"{old_ms}-0")  # left over
     ids = [await producer.delay(User(i)) for i in range(5)]
     await producer.bulk_queue([User(i) for i in range(5)], delay_message_ids=ids)
-    queued = [entry[0].decode() for entry in await client.xrange(f"{prefix}stream:users")]
+    rows: Any = await client.xrange(f"{prefix}stream:users")
+    queued = [entry_id.decode() for entry_id, _ in rows]
     await producer.delay(User(10))
     await client.set(f"{prefix}offset:users:indexer", queued[1])  # 3 ahead of it
     await client.set(f"{prefix}offset:users:cache", queued[-1])  # up to date

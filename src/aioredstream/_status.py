@@ -7,6 +7,7 @@ entry ids, so a skewed client clock does not matter.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,6 +61,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+async def _ids(reply: Awaitable[Any]) -> list[str]:
+    """Entry ids of an XRANGE / XREVRANGE reply."""
+    rows: list[tuple[bytes | str, Any]] = await reply
+    return [_text(entry_id) for entry_id, _ in rows]
+
+
 async def _scan(client: Redis, pattern: str, kind: str | None = None) -> list[str]:
     return sorted([_text(key) async for key in client.scan_iter(match=pattern, _type=kind)])
 
@@ -93,9 +100,9 @@ async def _stream(
         length=await _xlen(client, key),
         delay_length=await _xlen(client, delay_key),
     )
-    oldest = await client.xrange(delay_key, count=1)
+    oldest = await _ids(client.xrange(delay_key, count=1))
     if oldest:
-        status.oldest_delay_id = _text(oldest[0][0])
+        status.oldest_delay_id = oldest[0]
         age_ms = now_ms - _parse_id(status.oldest_delay_id)[0]
         status.oldest_delay_age_s = max(age_ms, 0) / 1000
     status.consumers = await _consumers(client, key, offsets.get(name, []))
@@ -113,7 +120,7 @@ async def _xlen(client: Redis, key: str) -> int:
 async def _consumers(client: Redis, key: str, found: list[tuple[str, str]]) -> list[ConsumerStatus]:
     result = []
     for consumer, offset_key in found:
-        raw = await client.get(offset_key)
+        raw: bytes | str | None = await client.get(offset_key)
         offset = _text(raw) if raw is not None else "0-0"
         lag, exact = await _lag(client, key, offset)
         result.append(ConsumerStatus(consumer, offset, lag, exact))
@@ -126,19 +133,19 @@ async def _lag(client: Redis, key: str, offset: str) -> tuple[int, bool]:
         after = _parse_id(offset)
     except ValueError:
         return await _xlen(client, key), False  # not an id: everything is ahead of it
-    first = await client.xrange(key, count=1)
+    first = await _ids(client.xrange(key, count=1))
     if not first:
         return 0, True
-    last = await client.xrevrange(key, count=1)
-    if after >= _parse_id(_text(last[0][0])):
+    last = await _ids(client.xrevrange(key, count=1))
+    if after >= _parse_id(last[0]):
         return 0, True
-    if after < _parse_id(_text(first[0][0])):
+    if after < _parse_id(first[0]):
         return await _xlen(client, key), True
     lag, start = 0, f"({after[0]}-{after[1]}"
     while lag < LAG_COUNT_LIMIT:
-        page = await client.xrange(key, min=start, count=_PAGE)
+        page = await _ids(client.xrange(key, min=start, count=_PAGE))
         lag += len(page)
         if len(page) < _PAGE:
             return lag, True
-        start = "(" + _text(page[-1][0])
+        start = "(" + page[-1]
     return lag, False

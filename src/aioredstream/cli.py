@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from redis.asyncio import Redis
@@ -30,7 +30,7 @@ __all__ = ["main"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
-Run = Callable[[argparse.Namespace], Awaitable[int]]
+Run = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _connection_options() -> argparse.ArgumentParser:
