@@ -380,25 +380,23 @@ async def test_bulk_statement_with_producer_bulk(
         session.add_all([Account(name=f"user{i}") for i in range(7)])
     await client.flushall()
 
-    # README "Bulk statements": select ids in batches, bulk, execute, commit.
+    # README "Bulk statements", with Account for User.
     async with maker() as session:
         last_id = 0
-        while True:
-            ids = list(
-                await session.scalars(
-                    select(Account.id)
-                    .where(Account.id > last_id, Account.name.like("user%"))
-                    .order_by(Account.id)
-                    .limit(3)
-                )
+        while ids := list(
+            await session.scalars(
+                select(Account.id)
+                .where(Account.id > last_id, Account.name.like("user%"))
+                .order_by(Account.id)
+                .limit(3)
             )
-            if not ids:
-                break
-            async with producer.bulk([Account(id=i) for i in ids]):
+        ):
+            async with producer.bulk([Account(id=i) for i in ids]):  # delay messages first
                 await session.execute(
                     update(Account).where(Account.id.in_(ids)).values(name="renamed")
                 )
                 await session.commit()
+            # queue messages + delay deletions here, after the commit
             last_id = ids[-1]
 
     assert [p["id"] for p in await payloads(client, "accounts")] == list(range(1, 8))
@@ -487,3 +485,26 @@ async def test_one_async_session_and_every_session(
     finally:
         everywhere.remove()
     assert await payloads(client, "accounts") == [{"id": 1}, {"id": 2}]
+
+
+async def test_payload_errors_fail_the_flush_and_name_the_model(
+    engine: AsyncEngine, client: Redis
+) -> None:
+    from aioredstream import PayloadError, Registry
+
+    broken = Registry()
+    broken.register(Account, name="accounts", payload=lambda a: {"id": a.missing})
+    producer = Producer(client, registry=broken)
+    maker = async_sessionmaker(engine)
+    tracker = track(producer, models=[Account], sessions=maker)
+    assert "Account" in repr(tracker)
+    try:
+        async with maker() as session:
+            session.add(Account(name="bad payload"))
+            with pytest.raises(PayloadError, match=r"tests\.sql\.Account.*missing"):
+                await session.flush()
+            await session.rollback()
+        assert await count_accounts(engine) == 0
+        assert await client.keys("*") == []
+    finally:
+        tracker.remove()
