@@ -36,6 +36,7 @@ Semantics inside one transaction:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -55,6 +56,7 @@ __all__ = ["Tracker", "track"]
 logger = logging.getLogger("aioredstream.integrations.sqlalchemy")
 
 _T = TypeVar("_T")
+_tracker_numbers = itertools.count(1)  # session.info keys: never reused, unlike id()
 # SQLAlchemy 2.1 renamed await_only() to await_(); 2.0 has only the old name.
 _sa_await: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or sa_util.await_only
 
@@ -105,7 +107,7 @@ class Tracker:
         self.producer = producer
         self.models = models
         self._target = target
-        self._info_key = f"aioredstream.tracker.{id(self)}"
+        self._info_key = f"aioredstream.tracker.{next(_tracker_numbers)}"
         self._snapshot_classes: dict[type, type[_Snapshot]] = {}
         self._listeners: list[tuple[Any, str, Callable[..., None]]] = []
         self._restore: Callable[[], None] | None = None
