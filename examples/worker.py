@@ -153,6 +153,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = WorkerSettings.from_env()
     index = SearchIndex(config.index_path)
+    logger.info("indexing stream %s into %s; Ctrl-C stops", STREAM, config.index_path)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_workers, config, index)
