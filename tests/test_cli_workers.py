@@ -62,6 +62,10 @@ def dead_url() -> str:
             "RuntimeError: configuration missing",
         ),
         (
+            [*CONSUME, "tests.handler_missing_dep:f"],
+            "importing tests.handler_missing_dep failed: No module named 'nosuch_dependency_xyz'",
+        ),
+        (
             ["consume", "users", "--name", "x:y", "--handler", "tests.cli_handlers:record"],
             "contains ':'",
         ),

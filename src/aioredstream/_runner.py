@@ -42,7 +42,8 @@ def load_handler(spec: str) -> Handler:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
+        # The module itself (or a parent package) is missing, not something it imports.
+        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
             raise ArgumentError(f"--handler {spec!r}: no module named {exc.name!r}") from None
         raise ArgumentError(f"--handler {spec!r}: importing {module_name} failed: {exc}") from None
     except Exception as exc:  # the user's module raised while importing
