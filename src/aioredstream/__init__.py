@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._keys import Keys
-from ._records import Model, Registry, default_registry, register
+from ._records import Model, Registry, default_registry, register, shard_of
 from .errors import (
     ArgumentError,
     PayloadError,
@@ -13,6 +13,7 @@ from .errors import (
     ServerConnectionError,
     ServerError,
     ServerTimeoutError,
+    TopologyError,
     UnsupportedError,
 )
 from .producer import Producer
@@ -30,9 +31,11 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "TopologyError",
     "UnsupportedError",
     "default_registry",
     "register",
+    "shard_of",
 ]
 
 __version__ = "0.1.0"
