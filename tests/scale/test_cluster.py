@@ -1,0 +1,175 @@
+"""The producer on a real 3-primary/3-replica Redis Cluster (quick tests, shared cluster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from aioredstream import (
+    ArgumentError,
+    Keys,
+    Model,
+    Producer,
+    ReplicationError,
+    TopologyError,
+    shard_of,
+)
+from aioredstream.testing import ClusterDeployment, ServerProcess
+
+from ..helpers import Post, User
+
+SHARDS = 12
+
+
+class Item(Model):
+    """Sharded over 12 streams, which the cluster spreads over its 3 primaries."""
+
+    redstream_shards = SHARDS
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+KEYS = Keys(hash_tags=True)
+
+
+async def stream_map(client: RedisCluster, key: str) -> dict[str, Any]:
+    rows: Any = await client.xrange(key)
+    return {raw_id.decode(): json.loads(fields[b"payload"]) for raw_id, fields in rows}
+
+
+def node_name(server: ServerProcess) -> str:
+    return f"{server.host}:{server.port}"
+
+
+def owner(deployment: ClusterDeployment, key: str) -> ServerProcess:
+    """The primary that claims the key's slot in its own view (always current for itself)."""
+    slot = key_slot(key.encode())
+    for primary in deployment.primaries():
+        with redis.Redis(host=primary.host, port=primary.port) as conn:
+            for low, high, node, *_ in conn.execute_command("CLUSTER", "SLOTS"):
+                if int(low) <= slot <= int(high) and int(node[1]) == primary.port:
+                    return primary
+    raise AssertionError(f"no primary owns slot {slot}")
+
+
+def test_hash_tags_are_on_by_default_on_a_cluster_only(
+    cluster_client: RedisCluster, client: Redis
+) -> None:
+    assert Producer(cluster_client).keys.hash_tags is True
+    assert Producer(client).keys.hash_tags is False
+    assert Producer(client, hash_tags=True).keys.stream("users") == "redstream:stream:{users}"
+
+
+def test_the_ruby_layout_is_refused_on_a_cluster(cluster_client: RedisCluster) -> None:
+    with pytest.raises(ArgumentError, match="hash_tags=False on a RedisCluster"):
+        Producer(cluster_client, hash_tags=False)
+
+
+async def test_bulk_delay_returns_each_records_own_id_across_nodes(
+    cluster_client: RedisCluster,
+) -> None:
+    items = [Item(i) for i in range(300)]
+    ids = await Producer(cluster_client).bulk_delay(items)
+    assert len(ids) == len(items)
+    streams = {
+        shard: await stream_map(cluster_client, KEYS.delay_stream(f"items-{shard}"))
+        for shard in range(SHARDS)
+    }
+    for item, message_id in zip(items, ids, strict=True):
+        assert streams[shard_of(item.id, SHARDS)][message_id] == {"id": item.id}
+    assert sum(len(s) for s in streams.values()) == len(items)
+
+
+async def test_writes_reach_every_primary(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    await Producer(cluster_client, slice_size=7).bulk_delay([Item(i) for i in range(200)])
+    for primary in cluster.primaries():
+        with redis.Redis(host=primary.host, port=primary.port) as conn:
+            assert int(conn.dbsize()) > 0, f"nothing written on {node_name(primary)}"
+
+
+async def test_bulk_queues_and_deletes_its_delay_messages_on_a_cluster(
+    cluster_client: RedisCluster,
+) -> None:
+    items = [Item(i) for i in range(100)]
+    async with Producer(cluster_client, wait=1).bulk(items) as ids:
+        assert len(ids) == 100
+    for shard in range(SHARDS):
+        queued = await stream_map(cluster_client, KEYS.stream(f"items-{shard}"))
+        expected = sorted(i.id for i in items if shard_of(i.id, SHARDS) == shard)
+        assert sorted(p["id"] for p in queued.values()) == expected
+        assert await cluster_client.xlen(KEYS.delay_stream(f"items-{shard}")) == 0
+
+
+async def test_single_record_calls_on_a_cluster(cluster_client: RedisCluster) -> None:
+    producer = Producer(cluster_client, namespace="shop", wait=1)
+    delay_id = await producer.delay(User(7))
+    await producer.queue(User(7), delay_message_id=delay_id)
+    keys = Keys("shop", hash_tags=True)
+    assert list((await stream_map(cluster_client, keys.stream("users"))).values()) == [{"id": 7}]
+    assert await cluster_client.xlen(keys.delay_stream("users")) == 0
+
+
+async def test_wait_shortfall_names_every_node_that_received_writes(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    producer = Producer(cluster_client, wait=2, wait_timeout=0.2)  # each primary has 1 replica
+    with pytest.raises(ReplicationError) as info:
+        await producer.bulk_delay([Item(i) for i in range(120)])
+    assert sorted(info.value.nodes) == sorted(node_name(p) for p in cluster.primaries())
+    assert (info.value.acknowledged, info.value.required) == (1, 2)
+    for name in info.value.nodes:
+        assert name in str(info.value)
+
+
+async def test_wait_runs_only_on_the_nodes_that_received_writes(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    producer = Producer(cluster_client, wait=2, wait_timeout=0.2)
+    with pytest.raises(ReplicationError) as info:
+        await producer.bulk_delay([User(1), User(2)])  # one stream: one node
+    assert info.value.nodes == (node_name(owner(cluster, KEYS.stream("users"))),)
+
+
+async def test_moved_raises_topology_error_and_the_next_call_follows_the_slot(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    producer = Producer(cluster_client)
+    await producer.delay(Post(1))  # the producer has used the slot map
+    slot = key_slot(KEYS.stream("users").encode())
+    source = owner(cluster, KEYS.stream("users"))
+    target = next(p for p in cluster.primaries() if p is not source)
+    migrate_empty_slot(cluster, slot, source, target)
+
+    with pytest.raises(TopologyError, match="MOVED"):
+        await producer.delay(User(1))
+    message_id = await producer.delay(User(2))
+    with redis.Redis(host=target.host, port=target.port) as conn:
+        rows: Any = conn.xrange(KEYS.delay_stream("users"))
+    assert [(r[0].decode(), json.loads(r[1][b"payload"])) for r in rows] == [
+        (message_id, {"id": 2})
+    ]
+
+
+def migrate_empty_slot(
+    cluster: ClusterDeployment, slot: int, source: ServerProcess, target: ServerProcess
+) -> None:
+    """The documented resharding steps, for a slot without keys (nothing to MIGRATE)."""
+    source_id, target_id = cluster.ids[source.port], cluster.ids[target.port]
+    with (
+        redis.Redis(host=source.host, port=source.port) as src,
+        redis.Redis(host=target.host, port=target.port) as dst,
+    ):
+        assert int(src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) == 0
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
