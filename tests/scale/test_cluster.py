@@ -18,6 +18,7 @@ from aioredstream import (
     Producer,
     ReplicationError,
     TopologyError,
+    UnsupportedError,
     shard_of,
 )
 from aioredstream.testing import ClusterDeployment, ServerProcess
@@ -173,3 +174,18 @@ def migrate_empty_slot(
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
         dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_wait_aof_on_a_cluster_asks_a_node_whether_it_can(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    primary = cluster.primaries()[0]
+    with redis.Redis(host=primary.host, port=primary.port, decode_responses=True) as conn:
+        info: Any = conn.info("server")
+    version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:2])
+    producer = Producer(cluster_client, wait_aof=(0, 0))
+    if "valkey_version" in info or version >= (7, 2):
+        assert len(await producer.bulk_delay([Item(i) for i in range(30)])) == 30
+    else:
+        with pytest.raises(UnsupportedError, match="WAITAOF"):
+            await producer.bulk_delay([Item(1)])
