@@ -125,9 +125,9 @@ class ClusterWriter:
 
     async def _owners(self, slots: Iterable[int]) -> dict[int, ClusterNode]:
         with _wire.translate_errors("cluster slot map"):
-            if self._stale:
-                self._stale = False
+            if self._stale:  # stays set until a refresh succeeds
                 await self.client.nodes_manager.initialize()
+                self._stale = False
             await self.client.initialize()  # a no-op once the client knows the cluster
         manager = self.client.nodes_manager
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -189,3 +190,15 @@ async def test_wait_aof_on_a_cluster_asks_a_node_whether_it_can(
     else:
         with pytest.raises(UnsupportedError, match="WAITAOF"):
             await producer.bulk_delay([Item(1)])
+
+
+async def test_cancelling_a_blocked_wait_frees_every_node_connection(
+    cluster_client: RedisCluster,
+) -> None:
+    producer = Producer(cluster_client, wait=2, wait_timeout=0)  # 1 replica each: blocks
+    with anyio.move_on_after(0.5) as scope:
+        await producer.bulk_delay([Item(i) for i in range(60)])
+    assert scope.cancelled_caught
+    for node in cluster_client.get_primaries():
+        assert len(node._free) == len(node._connections), node.name  # none checked out
+    assert len(await Producer(cluster_client).bulk_delay([Item(1), Item(2)])) == 2
