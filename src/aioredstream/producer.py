@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from hashlib import sha1
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -69,7 +70,16 @@ class _Sharded:
 
     def pick(self, record: Any, index: int | None) -> _Target:
         try:
-            return self.targets[shard_of(self.key(record), self.shards)]
+            key = self.key(record)
+            kind = type(key)
+            # shard_of inlined for the common key types (same bytes as its str(key).encode())
+            if kind is int:
+                digest = sha1(b"%d" % key).digest()
+            elif kind is str:
+                digest = sha1(key.encode()).digest()
+            else:
+                return self.targets[shard_of(key, self.shards)]
+            return self.targets[(digest[0] << 8 | digest[1]) % self.shards]
         except (AttributeError, KeyError, TypeError) as exc:
             cls = type(record)
             at = "" if index is None else f" at index {index}"
@@ -140,7 +150,8 @@ class Producer:
         self.wait_aof = wait_aof
         self.slice_size = slice_size
         self.registry = registry or default_registry
-        self._targets: dict[type, _Target | _Sharded] = {}
+        self._targets: dict[type, _Target] = {}
+        self._sharded: dict[type, _Sharded] = {}
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -160,13 +171,18 @@ class Producer:
 
     # -- records -> bytes -----------------------------------------------------------
 
-    def _target(self, cls: type, index: int | None) -> _Target | _Sharded:
-        target = self._targets.get(cls)
-        if target is None:
+    def _target(self, record: Any, index: int | None) -> _Target:
+        """The slow path: a class's first record, or any record of a sharded class
+        (sharded classes stay out of ``_targets`` so the hot path has no extra check)."""
+        cls = type(record)
+        sharded = self._sharded.get(cls)
+        if sharded is None:
             spec = self.registry.resolve(cls, index)
-            kind = _Target if spec.shards is None else _Sharded
-            target = self._targets[cls] = kind(spec, self.keys)
-        return target
+            if spec.shards is None:
+                target = self._targets[cls] = _Target(spec, self.keys)
+                return target
+            sharded = self._sharded[cls] = _Sharded(spec, self.keys)
+        return sharded.pick(record, index)
 
     def _prepare(self, records: Sequence[Any]) -> tuple[list[_Target], list[bytes]]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
@@ -175,9 +191,7 @@ class Producer:
         get = self._targets.get
         for index, record in enumerate(records):
             cls = type(record)
-            target = get(cls) or self._target(cls, index)
-            if isinstance(target, _Sharded):  # per record, not per class
-                target = target.pick(record, index)
+            target = get(cls) or self._target(record, index)
             try:
                 data = dumps(target.payload(record))
             except Exception as exc:
@@ -188,9 +202,7 @@ class Producer:
 
     def _prepare_one(self, record: Any) -> tuple[_Target, bytes]:
         cls = type(record)
-        target = self._targets.get(cls) or self._target(cls, None)
-        if isinstance(target, _Sharded):
-            target = target.pick(record, None)
+        target = self._targets.get(cls) or self._target(record, None)
         try:
             data = dumps(target.payload(record))
         except Exception as exc:
