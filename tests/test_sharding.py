@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import uuid
 from typing import Any
@@ -123,3 +124,10 @@ async def test_a_record_without_a_shard_key_fails_the_call_before_any_write(
     assert await client.dbsize() == 0
     with pytest.raises(RecordError, match="shard"):
         await Producer(client).delay(Broken())
+
+
+def test_an_int_subclass_hashes_as_its_digits() -> None:
+    class Code(enum.IntEnum):
+        ONE = 1
+
+    assert shard_of(Code.ONE, 65536) == FIXED["1"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ._keys import Keys
-from ._records import Model, Registry, default_registry, register, shard_of
+from ._records import Model, Registry, default_registry, register
+from ._sharding import shard_of
 from .errors import (
     ArgumentError,
     PayloadError,

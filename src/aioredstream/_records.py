@@ -14,25 +14,16 @@ byte, so a Ruby producer and a Python consumer agree on the shard of every id.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import inflection
 
 from ._keys import DELAY_SUFFIX, check_name
+from ._sharding import shard_name, stream_names
 from .errors import RecordError
 
-__all__ = [
-    "Model",
-    "Registry",
-    "StreamSpec",
-    "default_registry",
-    "register",
-    "shard_name",
-    "shard_of",
-]
+__all__ = ["Model", "Registry", "StreamSpec", "default_registry", "register"]
 
 PayloadFn = Callable[[Any], Any]
 
@@ -58,42 +49,13 @@ class Model:
     @classmethod
     def redstream_names(cls) -> list[str]:
         """Every stream of the class: its one stream, or all its shards (for workers)."""
-        return _stream_names(cls.redstream_name(), cls.redstream_shards)
+        return stream_names(cls.redstream_name(), cls.redstream_shards)
 
     def redstream_payload(self) -> Any:
         return {"id": self.id}  # type: ignore[attr-defined]
 
     def redstream_shard_key(self) -> Any:
         return self.id  # type: ignore[attr-defined]
-
-
-def shard_of(key: object, shards: int) -> int:
-    """The gem's shard of a primary key: SHA1 of ``key.to_s``, first 4 hex digits, mod ``shards``.
-
-    ``key`` is an int, a str or a UUID (the texts Ruby's ``to_s`` gives alike);
-    anything else raises :class:`TypeError`, since its text would differ from Ruby's.
-    """
-    if isinstance(key, str):
-        text = key
-    elif isinstance(key, int | uuid.UUID) and not isinstance(key, bool):
-        text = str(key)
-    else:
-        raise TypeError(
-            f"a shard key must be an int, str or UUID, got {type(key).__name__}: {key!r}"
-        )
-    # The first 2 digest bytes are the first 4 hex digits.
-    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:2], "big") % shards
-
-
-def shard_name(name: str, shard: int) -> str:
-    """The stream of one shard, as in the gem's README: ``products`` + 3 -> ``products-3``."""
-    return f"{name}-{shard}"
-
-
-def _stream_names(name: str, shards: int | None) -> list[str]:
-    if shards is None:
-        return [name]
-    return [shard_name(name, shard) for shard in range(shards)]
 
 
 class StreamSpec:
@@ -118,7 +80,7 @@ class StreamSpec:
         self.shard_key = shard_key or _id_key
 
     def names(self) -> list[str]:
-        return _stream_names(self.name, self.shards)
+        return stream_names(self.name, self.shards)
 
 
 def _default_payload(record: Any) -> Any:

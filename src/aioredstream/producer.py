@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from hashlib import sha1
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -15,7 +14,8 @@ from redis.crc import key_slot
 from . import _cluster, _wire
 from ._codec import dumps
 from ._keys import Keys
-from ._records import Registry, StreamSpec, default_registry, shard_name, shard_of
+from ._records import Registry, StreamSpec, default_registry
+from ._sharding import Sharded
 from .errors import (
     ArgumentError,
     PayloadError,
@@ -52,43 +52,6 @@ class _Target:
         self.xadd_delay = b"*5\r\n$4\r\nXADD\r\n" + _bulk(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
         # XDEL <delay key> <id>
         self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + _bulk(delay)
-
-
-class _Sharded:
-    """A sharded class: one :class:`_Target` per shard, picked per record by its shard key."""
-
-    __slots__ = ("key", "shards", "targets")
-
-    def __init__(self, spec: StreamSpec, keys: Keys) -> None:
-        assert spec.shards is not None
-        self.key = spec.shard_key
-        self.shards = spec.shards
-        self.targets = [
-            _Target(StreamSpec(shard_name(spec.name, i), spec.payload), keys)
-            for i in range(spec.shards)
-        ]
-
-    def pick(self, record: Any, index: int | None) -> _Target:
-        try:
-            key = self.key(record)
-            kind = type(key)
-            # shard_of inlined for the common key types (same bytes as its str(key).encode())
-            if kind is int:
-                digest = sha1(b"%d" % key).digest()
-            elif kind is str:
-                digest = sha1(key.encode()).digest()
-            else:
-                return self.targets[shard_of(key, self.shards)]
-            return self.targets[(digest[0] << 8 | digest[1]) % self.shards]
-        except (AttributeError, KeyError, TypeError) as exc:
-            cls = type(record)
-            at = "" if index is None else f" at index {index}"
-            raise RecordError(
-                f"record{at} of type {cls.__module__}.{cls.__qualname__}: "
-                f"cannot compute its shard: {exc!r}",
-                index=index,
-                record_type=cls,
-            ) from exc
 
 
 class Producer:
@@ -151,7 +114,7 @@ class Producer:
         self.slice_size = slice_size
         self.registry = registry or default_registry
         self._targets: dict[type, _Target] = {}
-        self._sharded: dict[type, _Sharded] = {}
+        self._sharded: dict[type, Sharded[_Target]] = {}
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -181,7 +144,10 @@ class Producer:
             if spec.shards is None:
                 target = self._targets[cls] = _Target(spec, self.keys)
                 return target
-            sharded = self._sharded[cls] = _Sharded(spec, self.keys)
+            payload = spec.payload
+            sharded = self._sharded[cls] = Sharded(
+                spec, lambda name: _Target(StreamSpec(name, payload), self.keys)
+            )
         return sharded.pick(record, index)
 
     def _prepare(self, records: Sequence[Any]) -> tuple[list[_Target], list[bytes]]:
