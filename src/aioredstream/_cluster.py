@@ -11,13 +11,15 @@ Hash tags (:class:`~aioredstream._keys.Keys` with ``hash_tags=True``) put a
 stream and its delay stream in one slot, so ``XADD <stream>`` and
 ``XDEL <stream>.delay`` for one record always go to the same node.
 
-Failures: a node that answers ``MOVED``/``ASK``/``TRYAGAIN``/``CLUSTERDOWN`` did
-not apply that command; a lost connection leaves the node's writes unknown. Both
-raise (:class:`TopologyError` / :class:`ServerConnectionError`) after every group
-has finished, and the slot map is refreshed before the next call. Nothing is
-retried inside the call: a retry of the whole call writes at most duplicates,
-which consumers tolerate by design, while returned ids always belong to their
-records (a call that raises returns none).
+Redirects: a node that answers ``MOVED`` or ``ASK`` did not apply that command,
+so the records concerned are sent again, in call order, to the node the reply
+names (behind ``ASKING`` for ``ASK``), at most three times; the slot map is then
+re-read before the next call. No record is ever sent twice because of a redirect.
+``TRYAGAIN``/``CLUSTERDOWN`` raise :class:`TopologyError`. A lost connection leaves
+that node's writes unknown: :class:`ServerConnectionError` naming the node, raised
+after every group has finished. Nothing else is retried inside the call: a retry of
+the whole call writes at most duplicates, which consumers tolerate by design, while
+returned ids always belong to their records (a call that raises returns none).
 
 The alternative, redis-py's ``ClusterPipeline``, builds a command object per
 record, routes and parses each reply in Python and cannot WAIT per node on the
@@ -53,12 +55,58 @@ __all__ = ["ClusterWriter", "is_cluster", "use_hash_tags"]
 
 logger = logging.getLogger("aioredstream.cluster")
 
-#: builds the RESP bytes of record ``i`` of a call
-Build = Callable[[int], bytes]
+#: builds the RESP bytes of the commands of record ``i`` of a call
+Build = Callable[[int], tuple[bytes, ...]]
 #: (reply, command index within the record, record index) -> raise if it is an error
 Check = Callable[[Any, int, int], None]
 #: (error reply, command name, record index) -> raises the matching RedstreamError
 RaiseError = Callable[[Any, str, int | None], None]
+
+
+_MAX_REDIRECTS = 3
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+class _Call:
+    """What one producer call sends: records' commands, how to check replies, WAIT or not."""
+
+    __slots__ = ("build", "check", "producer", "targets", "wait", "what")
+
+    def __init__(
+        self,
+        producer: Producer,
+        targets: Sequence[_Target],
+        build: Build,
+        check: Check,
+        what: str,
+        wait: bool,
+    ) -> None:
+        self.producer = producer
+        self.targets = targets
+        self.build = build
+        self.check = check
+        self.what = what
+        self.wait = wait
+
+
+class _Redirect:
+    """Where a record's redirected commands go next, and which of them (not applied)."""
+
+    __slots__ = ("address", "ask", "positions")
+
+    def __init__(self, ask: bool, address: str, positions: list[int]) -> None:
+        self.ask = ask
+        self.address = address
+        self.positions = positions
+
+
+def _redirect(reply: Any) -> tuple[bool, str] | None:
+    """``(is_ask, "host:port")`` for a ``MOVED``/``ASK`` reply, else ``None``."""
+    if isinstance(reply, _wire.ReplyError):
+        parts = str(reply).split(" ")
+        if len(parts) == 3 and parts[0] in ("MOVED", "ASK"):
+            return parts[0] == "ASK", parts[2]
+    return None
 
 
 def is_cluster(client: object) -> bool:
@@ -146,8 +194,8 @@ class ClusterWriter:
     ) -> list[str]:
         ids: list[str | None] = [None] * len(args)
 
-        def build(i: int) -> bytes:
-            return targets[i].xadd_delay + args[i]
+        def build(i: int) -> tuple[bytes, ...]:
+            return (targets[i].xadd_delay + args[i],)
 
         def check(reply: Any, _: int, i: int) -> None:
             if isinstance(reply, bytes):
@@ -155,7 +203,8 @@ class ClusterWriter:
             else:
                 self._raise_error(reply, "XADD", i)
 
-        await self._send(producer, targets, build, 1, check, "delay", producer._wait_replies)
+        call = _Call(producer, targets, build, check, "delay", bool(producer._wait_replies))
+        await self._send(call)
         if None in ids:  # cannot happen: every node group raised or filled its ids
             raise ServerConnectionError("delay: a node returned fewer replies than commands")
         return cast(list[str], ids)
@@ -167,86 +216,123 @@ class ClusterWriter:
         args: Sequence[bytes],
         ids: Sequence[bytes] | None,
     ) -> None:
-        def build(i: int) -> bytes:
-            data = targets[i].xadd + args[i]
+        def build(i: int) -> tuple[bytes, ...]:
+            xadd = targets[i].xadd + args[i]
             if ids is None:
-                return data
-            return data + targets[i].xdel_delay + b"$%d\r\n%b\r\n" % (len(ids[i]), ids[i])
+                return (xadd,)
+            return (xadd, targets[i].xdel_delay + b"$%d\r\n%b\r\n" % (len(ids[i]), ids[i]))
 
         def check(reply: Any, position: int, i: int) -> None:
             if isinstance(reply, _wire.ReplyError):
                 self._raise_error(reply, "XDEL" if position else "XADD", i)
 
-        await self._send(producer, targets, build, 1 if ids is None else 2, check, "queue", 0)
+        await self._send(_Call(producer, targets, build, check, "queue", False))
 
-    async def _send(
-        self,
-        producer: Producer,
-        targets: Sequence[_Target],
-        build: Build,
-        per_record: int,
-        check: Check,
-        what: str,
-        wait_replies: int,
-    ) -> None:
-        owners = await self._owners(target.slot for target in targets)
-        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for i, target in enumerate(targets):
-            node = owners[target.slot]
-            groups.setdefault(node.name, (node, []))[1].append(i)
-        wait = bool(wait_replies)
-        results = await asyncio.gather(
-            *(
-                self._send_group(producer, node, indices, build, per_record, check, what, wait)
-                for node, indices in groups.values()
-            ),
-            return_exceptions=True,
+    async def _send(self, call: _Call) -> None:
+        """Send every record; re-send the commands a node redirected to the node the
+        redirect names (behind ASKING for ASK), up to _MAX_REDIRECTS times."""
+        pending = list(range(len(call.targets)))
+        redirected: dict[int, _Redirect] = {}
+        for _ in range(_MAX_REDIRECTS + 1):
+            owners = await self._owners(call.targets[i].slot for i in pending)
+            groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
+            for i in pending:
+                redirect = redirected.get(i)
+                node = self._node(redirect.address) if redirect else owners[call.targets[i].slot]
+                asking = redirect is not None and redirect.ask
+                groups.setdefault((node.name, asking), (node, []))[1].append(i)
+            again: dict[int, _Redirect] = {}
+            results = await asyncio.gather(
+                *(
+                    self._send_group(call, node, indices, asking, redirected, again)
+                    for (_, asking), (node, indices) in groups.items()
+                ),
+                return_exceptions=True,
+            )
+            await self._raise_first([node for node, _ in groups.values()], results)
+            if not again:
+                return
+            self._stale = True  # re-read the slot map before the next call
+            pending = sorted(again)  # call order, so a stream keeps its order
+            redirected = again
+            logger.info("%s: %d record(s) redirected; sending them again", call.what, len(pending))
+        first = redirected[pending[0]]
+        raise TopologyError(
+            f"{call.what}: still redirected after {_MAX_REDIRECTS} attempts "
+            f"({'ASK' if first.ask else 'MOVED'} to {first.address} "
+            f"for the record at index {pending[0]})"
         )
-        await self._raise_first([node for node, _ in groups.values()], results)
+
+    def _node(self, address: str) -> ClusterNode:
+        node = self.client.get_node(node_name=address)
+        if node is None:
+            self._stale = True
+            raise TopologyError(f"redirected to {address}, which the slot map does not know")
+        return node
 
     async def _send_group(
         self,
-        producer: Producer,
+        call: _Call,
         node: ClusterNode,
         indices: list[int],
-        build: Build,
-        per_record: int,
-        check: Check,
-        what: str,
-        wait: bool = False,
+        asking: bool,
+        redirected: dict[int, _Redirect],
+        again: dict[int, _Redirect],
     ) -> None:
+        """Send ``indices`` on one connection of ``node``: all their commands, or only those
+        ``redirected`` names; note the redirected ones in ``again``."""
+        producer = call.producer
         size = producer.slice_size
-        tail, tail_count = (producer._wait_tail, producer._wait_replies) if wait else (b"", 0)
-        n = len(indices)
+        tail, tail_count = (producer._wait_tail, producer._wait_replies) if call.wait else (b"", 0)
+        expected: list[tuple[int, int]] = []  # (record, command) of each reply, in order
         acks: list[Any] = []
 
         def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, n, size):
-                stop = min(start + size, n)
-                data = b"".join([build(indices[k]) for k in range(start, stop)])
-                count = (stop - start) * per_record
-                if stop == n and tail_count:
-                    yield data + tail, count + tail_count
+            for start in range(0, len(indices), size):
+                parts: list[bytes] = []
+                for i in indices[start : start + size]:
+                    commands = call.build(i)
+                    redirect = redirected.get(i)
+                    for position in redirect.positions if redirect else range(len(commands)):
+                        if asking:  # ASKING holds for the one command after it
+                            parts.append(_ASKING)
+                            expected.append((-1, -1))
+                        parts.append(commands[position])
+                        expected.append((i, position))
+                count = len(parts)
+                if start + size >= len(indices) and tail_count:
+                    yield b"".join(parts) + tail, count + tail_count
                 else:
-                    yield data, count
+                    yield b"".join(parts), count
 
-        def sink(chunk: int, replies: list[Any]) -> None:
-            base = chunk * size * per_record
-            for offset, reply in enumerate(replies):
-                position = base + offset
-                if position >= n * per_record:
+        cursor = 0
+
+        def sink(_: int, replies: list[Any]) -> None:
+            nonlocal cursor
+            for reply in replies:
+                if cursor >= len(expected):
                     acks.append(reply)
+                    continue
+                record, position = expected[cursor]
+                cursor += 1
+                if record < 0:
+                    continue  # ASKING's +OK
+                redirect = _redirect(reply)
+                if redirect is None:
+                    call.check(reply, position, record)
+                elif record in again:
+                    again[record].positions.append(position)
                 else:
-                    check(reply, position % per_record, indices[position // per_record])
+                    again[record] = _Redirect(*redirect, [position])
 
         await _wire.execute(
             _as_client(node),
             chunks(),
             sink,
-            what=f"{what} on {node.name}",
-            last_read_extra_s=(producer.wait_timeout or None) if wait else 0.0,
+            what=f"{call.what} on {node.name}",
+            last_read_extra_s=(producer.wait_timeout or None) if call.wait else 0.0,
         )
-        if wait:
+        if call.wait:
             producer._check_acks(acks)
 
     async def _raise_first(self, nodes: list[ClusterNode], results: list[Any]) -> None:

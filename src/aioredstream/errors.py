@@ -10,7 +10,7 @@ The tree::
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
     ├── ServerError          the server answered a command with an error reply
     ├── ServerConnectionError the connection to the server failed or was lost mid-call
-    │   └── TopologyError    a cluster slot moved or a primary was demoted mid-call (failover)
+    │   └── TopologyError    a cluster went down or kept redirecting, or a primary was demoted
     └── ServerTimeoutError   the server did not answer within the client's socket timeout
 
 Errors of redis-py and of the socket layer are translated at one boundary
@@ -104,8 +104,9 @@ class ServerConnectionError(RedstreamError, ConnectionError):
 
 
 class TopologyError(ServerConnectionError):
-    """The deployment changed under the call: a cluster node answered ``MOVED``, ``ASK``,
-    ``TRYAGAIN`` or ``CLUSTERDOWN``, or a primary answered ``READONLY`` (it was demoted).
+    """The deployment changed under the call: a cluster node answered ``TRYAGAIN`` or
+    ``CLUSTERDOWN``, kept redirecting (``MOVED``/``ASK``, which the producer otherwise
+    follows), or a primary answered ``READONLY`` (it was demoted).
 
     Those commands were not applied; others of the call may have been. The producer
     refreshes its view (the cluster's slot map, Sentinel's primary) before its next

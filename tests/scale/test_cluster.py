@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -18,7 +19,6 @@ from aioredstream import (
     Model,
     Producer,
     ReplicationError,
-    TopologyError,
     UnsupportedError,
     shard_of,
 )
@@ -141,9 +141,10 @@ async def test_wait_runs_only_on_the_nodes_that_received_writes(
     assert info.value.nodes == (node_name(owner(cluster, KEYS.stream("users"))),)
 
 
-async def test_moved_raises_topology_error_and_the_next_call_follows_the_slot(
-    cluster: ClusterDeployment, cluster_client: RedisCluster
+async def test_a_moved_slot_is_followed_within_the_call(
+    cluster: ClusterDeployment, cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "aioredstream.cluster")
     producer = Producer(cluster_client)
     await producer.delay(Post(1))  # the producer has used the slot map
     slot = key_slot(KEYS.stream("users").encode())
@@ -151,14 +152,54 @@ async def test_moved_raises_topology_error_and_the_next_call_follows_the_slot(
     target = next(p for p in cluster.primaries() if p is not source)
     migrate_empty_slot(cluster, slot, source, target)
 
-    with pytest.raises(TopologyError, match="MOVED"):
-        await producer.delay(User(1))
-    message_id = await producer.delay(User(2))
-    with redis.Redis(host=target.host, port=target.port) as conn:
-        rows: Any = conn.xrange(KEYS.delay_stream("users"))
-    assert [(r[0].decode(), json.loads(r[1][b"payload"])) for r in rows] == [
-        (message_id, {"id": 2})
-    ]
+    first = await producer.delay(User(1))  # the source answers MOVED: sent again to target
+    assert "delay: 1 record(s) redirected" in caplog.text
+    second = await producer.delay(User(2))  # the slot map was re-read
+    assert read_on(target, KEYS.delay_stream("users")) == [(first, {"id": 1}), (second, {"id": 2})]
+    with admin(source) as src:
+        assert int(src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) == 0
+
+
+async def test_an_ask_redirect_mid_migration_is_followed_with_asking(
+    cluster: ClusterDeployment, cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "aioredstream.cluster")
+    stream = KEYS.stream("posts")
+    slot = key_slot(stream.encode())
+    source = owner(cluster, stream)
+    target = next(p for p in cluster.primaries() if p is not source)
+    source_id, target_id = cluster.ids[source.port], cluster.ids[target.port]
+    with admin(source) as src, admin(target) as dst:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    try:
+        # New keys of a migrating slot get ASK: both halves (XADD, and XADD + XDEL
+        # per record) must land on the importing node.
+        async with Producer(cluster_client, wait=1).bulk([Post(1), Post(2)]) as ids:
+            assert len(ids) == 2
+        assert "delay: 2 record(s) redirected" in caplog.text
+        assert "queue: 2 record(s) redirected" in caplog.text
+        with admin(target) as dst:
+            dst.execute_command("ASKING")
+            assert dst.xlen(stream) == 2
+            dst.execute_command("ASKING")
+            assert dst.xlen(KEYS.delay_stream("posts")) == 0
+    finally:
+        with admin(source) as src, admin(target) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+def admin(server: ServerProcess) -> redis.Redis:
+    return redis.Redis(host=server.host, port=server.port)
+
+
+def read_on(server: ServerProcess, key: str, *, check_owner: bool = True) -> list[tuple[str, Any]]:
+    with admin(server) as conn:
+        if not check_owner and not int(conn.exists(key)):
+            return []
+        rows: Any = conn.xrange(key)
+    return [(r[0].decode(), json.loads(r[1][b"payload"])) for r in rows]
 
 
 def migrate_empty_slot(
@@ -166,10 +207,7 @@ def migrate_empty_slot(
 ) -> None:
     """The documented resharding steps, for a slot without keys (nothing to MIGRATE)."""
     source_id, target_id = cluster.ids[source.port], cluster.ids[target.port]
-    with (
-        redis.Redis(host=source.host, port=source.port) as src,
-        redis.Redis(host=target.host, port=target.port) as dst,
-    ):
+    with admin(source) as src, admin(target) as dst:
         assert int(src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) == 0
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
