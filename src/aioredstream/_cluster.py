@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -70,13 +70,14 @@ _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 class _Call:
     """What one producer call sends: records' commands, how to check replies, WAIT or not."""
 
-    __slots__ = ("build", "check", "producer", "targets", "wait", "what")
+    __slots__ = ("build", "check", "per_record", "producer", "targets", "wait", "what")
 
     def __init__(
         self,
         producer: Producer,
         targets: Sequence[_Target],
         build: Build,
+        per_record: int,
         check: Check,
         what: str,
         wait: bool,
@@ -84,6 +85,7 @@ class _Call:
         self.producer = producer
         self.targets = targets
         self.build = build
+        self.per_record = per_record  # commands per record
         self.check = check
         self.what = what
         self.wait = wait
@@ -107,6 +109,85 @@ def _redirect(reply: Any) -> tuple[bool, str] | None:
         if len(parts) == 3 and parts[0] in ("MOVED", "ASK"):
             return parts[0] == "ASK", parts[2]
     return None
+
+
+class _Group:
+    """One node group of a call: its chunks, and its replies mapped back to records.
+
+    The first attempt sends every command of every record, so reply ``k`` belongs
+    to record ``indices[k // per_record]``; a re-send lists each reply's (record,
+    command) in ``expected``, ASKING's ``+OK`` as ``(-1, -1)``.
+    """
+
+    def __init__(
+        self,
+        call: _Call,
+        indices: list[int],
+        asking: bool,
+        redirected: dict[int, _Redirect],
+        again: dict[int, _Redirect],
+    ) -> None:
+        self.call = call
+        self.indices = indices
+        self.asking = asking
+        self.redirected = redirected
+        self.again = again
+        self.plain = not asking and not redirected
+        self.expected: list[tuple[int, int]] = []
+        self.acks: list[Any] = []
+        self.cursor = 0
+
+    def chunks(self) -> Iterator[_wire.Chunk]:
+        call, indices = self.call, self.indices
+        size = call.producer.slice_size
+        tail, tail_count = (call.producer._wait_tail, call.producer._wait_replies)
+        if not call.wait:
+            tail, tail_count = b"", 0
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
+            if self.plain:
+                parts = [c for i in chunk for c in call.build(i)]
+            else:
+                parts = self._resend_parts(chunk)
+            if start + size >= len(indices) and tail_count:
+                yield b"".join(parts) + tail, len(parts) + tail_count
+            else:
+                yield b"".join(parts), len(parts)
+
+    def _resend_parts(self, chunk: list[int]) -> list[bytes]:
+        parts: list[bytes] = []
+        for i in chunk:
+            commands = self.call.build(i)
+            redirect = self.redirected.get(i)
+            for position in redirect.positions if redirect else range(len(commands)):
+                if self.asking:  # ASKING holds for the one command after it
+                    parts.append(_ASKING)
+                    self.expected.append((-1, -1))
+                parts.append(commands[position])
+                self.expected.append((i, position))
+        return parts
+
+    def sink(self, _: int, replies: list[Any]) -> None:
+        per = self.call.per_record
+        end = len(self.indices) * per if self.plain else len(self.expected)
+        for reply in replies:
+            if self.cursor >= end:
+                self.acks.append(reply)
+                continue
+            if self.plain:
+                record, position = self.indices[self.cursor // per], self.cursor % per
+            else:
+                record, position = self.expected[self.cursor]
+            self.cursor += 1
+            if record < 0:
+                continue  # ASKING's +OK
+            redirect = _redirect(reply)
+            if redirect is None:
+                self.call.check(reply, position, record)
+            elif record in self.again:
+                self.again[record].positions.append(position)
+            else:
+                self.again[record] = _Redirect(*redirect, [position])
 
 
 def is_cluster(client: object) -> bool:
@@ -203,7 +284,7 @@ class ClusterWriter:
             else:
                 self._raise_error(reply, "XADD", i)
 
-        call = _Call(producer, targets, build, check, "delay", bool(producer._wait_replies))
+        call = _Call(producer, targets, build, 1, check, "delay", bool(producer._wait_replies))
         await self._send(call)
         if None in ids:  # cannot happen: every node group raised or filled its ids
             raise ServerConnectionError("delay: a node returned fewer replies than commands")
@@ -226,7 +307,8 @@ class ClusterWriter:
             if isinstance(reply, _wire.ReplyError):
                 self._raise_error(reply, "XDEL" if position else "XADD", i)
 
-        await self._send(_Call(producer, targets, build, check, "queue", False))
+        per_record = 1 if ids is None else 2
+        await self._send(_Call(producer, targets, build, per_record, check, "queue", False))
 
     async def _send(self, call: _Call) -> None:
         """Send every record; re-send the commands a node redirected to the node the
@@ -281,59 +363,16 @@ class ClusterWriter:
     ) -> None:
         """Send ``indices`` on one connection of ``node``: all their commands, or only those
         ``redirected`` names; note the redirected ones in ``again``."""
-        producer = call.producer
-        size = producer.slice_size
-        tail, tail_count = (producer._wait_tail, producer._wait_replies) if call.wait else (b"", 0)
-        expected: list[tuple[int, int]] = []  # (record, command) of each reply, in order
-        acks: list[Any] = []
-
-        def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, len(indices), size):
-                parts: list[bytes] = []
-                for i in indices[start : start + size]:
-                    commands = call.build(i)
-                    redirect = redirected.get(i)
-                    for position in redirect.positions if redirect else range(len(commands)):
-                        if asking:  # ASKING holds for the one command after it
-                            parts.append(_ASKING)
-                            expected.append((-1, -1))
-                        parts.append(commands[position])
-                        expected.append((i, position))
-                count = len(parts)
-                if start + size >= len(indices) and tail_count:
-                    yield b"".join(parts) + tail, count + tail_count
-                else:
-                    yield b"".join(parts), count
-
-        cursor = 0
-
-        def sink(_: int, replies: list[Any]) -> None:
-            nonlocal cursor
-            for reply in replies:
-                if cursor >= len(expected):
-                    acks.append(reply)
-                    continue
-                record, position = expected[cursor]
-                cursor += 1
-                if record < 0:
-                    continue  # ASKING's +OK
-                redirect = _redirect(reply)
-                if redirect is None:
-                    call.check(reply, position, record)
-                elif record in again:
-                    again[record].positions.append(position)
-                else:
-                    again[record] = _Redirect(*redirect, [position])
-
+        group = _Group(call, indices, asking, redirected, again)
         await _wire.execute(
             _as_client(node),
-            chunks(),
-            sink,
+            group.chunks(),
+            group.sink,
             what=f"{call.what} on {node.name}",
-            last_read_extra_s=(producer.wait_timeout or None) if call.wait else 0.0,
+            last_read_extra_s=(call.producer.wait_timeout or None) if call.wait else 0.0,
         )
         if call.wait:
-            producer._check_acks(acks)
+            call.producer._check_acks(group.acks)
 
     async def _raise_first(self, nodes: list[ClusterNode], results: list[Any]) -> None:
         """Raise what the node groups raised: bugs, then lost nodes, then command errors,
