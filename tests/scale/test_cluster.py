@@ -18,13 +18,16 @@ from aioredstream import (
     Keys,
     Model,
     Producer,
+    Registry,
     ReplicationError,
+    TopologyError,
     UnsupportedError,
     shard_of,
 )
 from aioredstream.testing import ClusterDeployment, ServerProcess
 
 from ..helpers import Post, User
+from .conftest import open_cluster_client
 
 SHARDS = 12
 
@@ -189,6 +192,37 @@ async def test_an_ask_redirect_mid_migration_is_followed_with_asking(
         with admin(source) as src, admin(target) as dst:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
             src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_endless_redirects_end_in_a_topology_error(
+    cluster: ClusterDeployment, cluster_client: RedisCluster
+) -> None:
+    # A half-configured migration: the source says ASK target, the target (not
+    # importing) says MOVED back to the source, for ever.
+    stream = KEYS.stream("ping-pong")
+    slot = key_slot(stream.encode())
+    source = owner(cluster, stream)
+    target = next(p for p in cluster.primaries() if p is not source)
+    with admin(source) as src:
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.ids[target.port])
+    registry = Registry()
+    registry.register(dict, name="ping-pong")
+    try:
+        with pytest.raises(TopologyError, match="still redirected after 3 attempts"):
+            await Producer(cluster_client, registry=registry).delay({"id": 1})
+    finally:
+        with admin(source) as src:
+            src.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    assert await Producer(cluster_client, registry=registry).delay({"id": 2})
+
+
+async def test_ids_are_str_with_decode_responses(cluster: ClusterDeployment) -> None:
+    client = await open_cluster_client(cluster, decode_responses=True)
+    try:
+        ids = await Producer(client).bulk_delay([Item(1), Item(2)])
+        assert all(isinstance(i, str) for i in ids)
+    finally:
+        await client.aclose()
 
 
 def admin(server: ServerProcess) -> redis.Redis:
