@@ -12,9 +12,10 @@ stream and its delay stream in one slot, so ``XADD <stream>`` and
 ``XDEL <stream>.delay`` for one record always go to the same node.
 
 Redirects: a node that answers ``MOVED`` or ``ASK`` did not apply that command,
-so the records concerned are sent again, in call order, to the node the reply
-names (behind ``ASKING`` for ``ASK``), at most three times; the slot map is then
-re-read before the next call. No record is ever sent twice because of a redirect.
+so exactly the redirected commands are sent again, in call order, to the node the
+reply names (behind ``ASKING`` for ``ASK``), at most three times (then
+:class:`TopologyError`); the slot map is re-read before the next call. A redirect
+therefore never writes anything twice.
 ``TRYAGAIN``/``CLUSTERDOWN`` raise :class:`TopologyError`. A lost connection leaves
 that node's writes unknown: :class:`ServerConnectionError` naming the node, raised
 after every group has finished. Nothing else is retried inside the call: a retry of
