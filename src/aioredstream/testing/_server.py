@@ -126,6 +126,8 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()  # else a restart leaks the old pipe (ResourceWarning)
         self.process = None
 
     def stop(self) -> None:
