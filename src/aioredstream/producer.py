@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from . import _wire
+from ._coalesce import Coalescer
 from ._codec import dumps
 from ._keys import Keys
 from ._records import Registry, StreamSpec, default_registry
@@ -101,6 +102,14 @@ class Producer:
             tail += _wire.pack("WAITAOF", wait_aof[0], wait_aof[1], wait_ms)
         self._wait_tail = tail
         self._wait_replies = bool(self.wait) + bool(wait_aof)
+        self._coalescer = Coalescer(
+            client,
+            wait_tail=tail,
+            wait_replies=self._wait_replies,
+            last_read_extra_s=self.wait_timeout or None,
+            check_acks=self._check_acks,
+            slice_size=slice_size,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -144,16 +153,31 @@ class Producer:
     # -- the seed's API ---------------------------------------------------------------
 
     async def delay(self, record: Any) -> str:
-        """Write a delay message for ``record``; return its id. Waits if ``wait`` is set."""
+        """Write a delay message for ``record``; return its id. Waits if ``wait`` is set.
+
+        Concurrent calls on one producer share pipelines (see ``_coalesce``).
+        """
         target, arg = self._prepare_one(record)
-        ids = await self._send_delay([target], [arg])
-        return ids[0]
+        if self.wait_aof and not self._waitaof_checked:
+            await self._check_waitaof()
+        [reply] = await self._coalescer.submit(target.xadd_delay + arg, 1, delay=True)
+        if not isinstance(reply, bytes):
+            _raise_command_error(reply, "XADD", None)
+        return reply.decode()
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
         """Write a queue message for ``record`` and delete its delay message, in one pipeline."""
         target, arg = self._prepare_one(record)
-        ids = None if delay_message_id is None else [_check_id(delay_message_id, None)]
-        await self._send_queue([target], [arg], ids)
+        data = target.xadd + arg
+        if delay_message_id is None:
+            replies = await self._coalescer.submit(data, 1, delay=False)
+        else:
+            raw = _check_id(delay_message_id, None)
+            data += target.xdel_delay + b"$%d\r\n%b\r\n" % (len(raw), raw)
+            replies = await self._coalescer.submit(data, 2, delay=False)
+        for command, reply in zip(("XADD", "XDEL"), replies, strict=False):
+            if isinstance(reply, _wire.ReplyError):
+                _raise_command_error(reply, command, None)
         return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
