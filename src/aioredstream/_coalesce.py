@@ -14,9 +14,11 @@ goes at the end of the batch on the same connection: it vouches for every write
 before it, and if it falls short, every delay call of the batch gets its own
 ``ReplicationError``.
 
-A cancelled caller leaves its batch alone (the batch's other callers still need
-their replies); only when every caller of a batch has gone is the batch task
-cancelled, which closes its connection (unread replies never reach a later call).
+An idle producer sends a lone call in the caller's own task (nobody else needs
+its replies). A cancelled caller of a shared batch leaves the batch alone (its
+other callers still need their replies); only when every caller of a batch has
+gone is the batch task cancelled, which closes its connection (unread replies
+never reach a later call).
 """
 
 from __future__ import annotations
@@ -94,6 +96,16 @@ class Coalescer:
             # A producer may outlive an event loop (tests, scripts): start afresh.
             self._loop, self._queue, self._batches = loop, deque(), set()
         call = _Call(data, count, delay, loop.create_future())
+        if not self._batches and not self._queue:
+            # Idle: send at once in the caller's own task (no task hop); calls
+            # that arrive meanwhile queue up for the batch that follows.
+            batch = _Batch([call])
+            self._batches.add(batch)
+            try:
+                await self._run(batch)
+            finally:
+                self._finished(batch)
+            return call.future.result()  # type: ignore[no-any-return]
         self._queue.append(call)
         if len(self._batches) < self._max_batches:
             self._start_batch()

@@ -163,7 +163,8 @@ class Producer:
         [reply] = await self._coalescer.submit(target.xadd_delay + arg, 1, delay=True)
         if not isinstance(reply, bytes):
             _raise_command_error(reply, "XADD", None)
-        return reply.decode()
+        message_id: str = reply.decode()
+        return message_id
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
         """Write a queue message for ``record`` and delete its delay message, in one pipeline."""
