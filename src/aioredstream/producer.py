@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,11 +13,10 @@ from . import _wire
 from ._coalesce import Coalescer
 from ._codec import dumps
 from ._keys import Keys
-from ._records import Registry, StreamSpec, default_registry
+from ._packing import Slice, Target, pack_slices, payload_error
+from ._records import Registry, default_registry
 from .errors import (
     ArgumentError,
-    PayloadError,
-    RecordError,
     ReplicationError,
     ServerError,
     UnsupportedError,
@@ -26,26 +25,6 @@ from .errors import (
 __all__ = ["Producer"]
 
 _ID_RE = re.compile(rb"\d+-\d+")
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-class _Target:
-    """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
-
-    __slots__ = ("payload", "xadd", "xadd_delay", "xdel_delay")
-
-    def __init__(self, spec: StreamSpec, keys: Keys) -> None:
-        stream = keys.stream(spec.name).encode()
-        delay = keys.delay_stream(spec.name).encode()
-        self.payload = spec.payload
-        # XADD <key> * payload <json>: 5 arguments, the last appended per record.
-        self.xadd = b"*5\r\n$4\r\nXADD\r\n" + _bulk(stream) + b"$1\r\n*\r\n$7\r\npayload\r\n"
-        self.xadd_delay = b"*5\r\n$4\r\nXADD\r\n" + _bulk(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
-        # XDEL <delay key> <id>
-        self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + _bulk(delay)
 
 
 class Producer:
@@ -92,7 +71,7 @@ class Producer:
         self.wait_aof = wait_aof
         self.slice_size = slice_size
         self.registry = registry or default_registry
-        self._targets: dict[type, _Target] = {}
+        self._targets: dict[type, Target] = {}
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -119,35 +98,23 @@ class Producer:
 
     # -- records -> bytes -----------------------------------------------------------
 
-    def _target(self, cls: type, index: int | None) -> _Target:
+    def _target(self, cls: type, index: int | None) -> Target:
         target = self._targets.get(cls)
         if target is None:
-            target = self._targets[cls] = _Target(self.registry.resolve(cls, index), self.keys)
+            target = self._targets[cls] = Target(self.registry.resolve(cls, index), self.keys)
         return target
 
-    def _prepare(self, records: Sequence[Any]) -> tuple[list[_Target], list[bytes]]:
+    def _prepare(self, records: Sequence[Any]) -> list[Slice]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
-        targets: list[_Target] = []
-        args: list[bytes] = []
-        get = self._targets.get
-        for index, record in enumerate(records):
-            cls = type(record)
-            target = get(cls) or self._target(cls, index)
-            try:
-                data = dumps(target.payload(record))
-            except Exception as exc:
-                raise _payload_error(record, index, exc) from exc
-            targets.append(target)
-            args.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        return targets, args
+        return pack_slices(records, self._target, self.slice_size)
 
-    def _prepare_one(self, record: Any) -> tuple[_Target, bytes]:
+    def _prepare_one(self, record: Any) -> tuple[Target, bytes]:
         cls = type(record)
         target = self._targets.get(cls) or self._target(cls, None)
         try:
             data = dumps(target.payload(record))
         except Exception as exc:
-            raise _payload_error(record, None, exc) from exc
+            raise payload_error(record, None, exc) from exc
         return target, b"$%d\r\n%b\r\n" % (len(data), data)
 
     # -- the seed's API ---------------------------------------------------------------
@@ -183,8 +150,7 @@ class Producer:
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
         """Write delay messages for all ``records`` in slices; WAIT once after the last slice."""
-        targets, args = self._prepare(_materialise(records))
-        return await self._send_delay(targets, args)
+        return await self._send_delay(self._prepare(_materialise(records)))
 
     async def bulk_queue(
         self, records: Iterable[Any], delay_message_ids: Sequence[str | bytes] | None = None
@@ -194,8 +160,7 @@ class Producer:
         ids: list[bytes] | None = None
         if delay_message_ids is not None:
             ids = _check_ids(delay_message_ids, len(items))
-        targets, args = self._prepare(items)
-        await self._send_queue(targets, args, ids)
+        await self._send_queue(self._prepare(items), ids)
         return True
 
     @asynccontextmanager
@@ -207,36 +172,33 @@ class Producer:
         the body raises, no queue message is written and the delay messages stay for
         the delayer.
         """
-        targets, args = self._prepare(_materialise(records))
-        ids = await self._send_delay(targets, args)
+        slices = self._prepare(_materialise(records))
+        ids = await self._send_delay(slices)
         yield list(ids)
-        await self._send_queue(targets, args, [i.encode() for i in ids])
+        await self._send_queue(slices, ids)
 
     # -- bytes -> Redis ---------------------------------------------------------------
 
-    async def _send_delay(self, targets: list[_Target], args: list[bytes]) -> list[str]:
-        if not args:
+    async def _send_delay(self, slices: list[Slice]) -> list[str]:
+        if not slices:
             return []
         if self.wait_aof and not self._waitaof_checked:
             await self._check_waitaof()
         ids: list[str] = []
-        size = self.slice_size
-        n = len(args)
         wait_replies = self._wait_replies
+        last = len(slices) - 1
 
-        def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, n, size):
-                stop = min(start + size, n)
-                data = b"".join([targets[i].xadd_delay + args[i] for i in range(start, stop)])
-                if stop == n and wait_replies:
-                    yield data + self._wait_tail, stop - start + wait_replies
+        def chunks() -> Iterator[_wire.Chunk]:
+            for number, part in enumerate(slices):
+                if number == last and wait_replies:
+                    yield part.delay_commands() + self._wait_tail, len(part) + wait_replies
                 else:
-                    yield data, stop - start
+                    yield part.delay_commands(), len(part)
 
         wait_results: list[Any] = []
 
         def sink(chunk: int, replies: list[Any]) -> None:
-            if len(ids) + len(replies) > n:
+            if chunk == last and wait_replies:
                 wait_results.extend(replies[len(replies) - wait_replies :])
                 replies = replies[: len(replies) - wait_replies]
             for reply in replies:
@@ -256,31 +218,18 @@ class Producer:
             self._check_acks(wait_results)
         return ids
 
-    async def _send_queue(
-        self, targets: list[_Target], args: list[bytes], ids: list[bytes] | None
-    ) -> None:
-        if not args:
+    async def _send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
+        if not slices:
             return
         size = self.slice_size
-        n = len(args)
 
-        def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, n, size):
-                stop = min(start + size, n)
+        def chunks() -> Iterator[_wire.Chunk]:
+            for number, part in enumerate(slices):
                 if ids is None:
-                    data = b"".join([targets[i].xadd + args[i] for i in range(start, stop)])
-                    yield data, stop - start
+                    yield part.queue_commands(None), len(part)
                 else:
-                    data = b"".join(
-                        [
-                            targets[i].xadd
-                            + args[i]
-                            + targets[i].xdel_delay
-                            + b"$%d\r\n%b\r\n" % (len(ids[i]), ids[i])
-                            for i in range(start, stop)
-                        ]
-                    )
-                    yield data, 2 * (stop - start)
+                    start = number * size
+                    yield part.queue_commands(ids[start : start + len(part)]), 2 * len(part)
 
         def sink(chunk: int, replies: list[Any]) -> None:
             for position, reply in enumerate(replies):
@@ -361,19 +310,6 @@ def _check_ids(ids: Sequence[str | bytes], count: int) -> list[bytes]:
         got = "a single id" if isinstance(ids, str | bytes) else f"{len(ids)} ids"
         raise ArgumentError(f"delay_message_ids has {got} for {count} records")
     return [_check_id(value, index) for index, value in enumerate(ids)]
-
-
-def _payload_error(record: Any, index: int | None, exc: Exception) -> RecordError:
-    cls = type(record)
-    at = "" if index is None else f" at index {index}"
-    what = f"record{at} of type {cls.__module__}.{cls.__qualname__}"
-    if isinstance(exc, AttributeError | KeyError):
-        return PayloadError(
-            f"{what}: cannot build its payload: {exc!r}", index=index, record_type=cls
-        )
-    return PayloadError(
-        f"{what}: payload is not JSON-serialisable: {exc}", index=index, record_type=cls
-    )
 
 
 def _raise_command_error(reply: object, command: str, index: int | None) -> None:
