@@ -26,7 +26,7 @@ async def run_suite(url: str, port: int, sizes: Sizes) -> Results:
     results = Results(machine=await _suite.machine_info(client), sizes=asdict(sizes))
     try:
         await _bulk(client, sizes, results)
-        c_rate = _suite.redis_benchmark(port, max(sizes.bulk, 1000))
+        c_rate = _suite.redis_benchmark(port, max(3 * sizes.bulk, 1000))
         await client.flushall()
         if c_rate is not None:
             results.bulk["redis-benchmark -P 250 -c 1 (C, XADD only)"] = {"commands_per_s": c_rate}

@@ -128,7 +128,8 @@ def redis_benchmark(port: int, n: int) -> float | None:
         check=True,
         timeout=600,
     ).stdout
-    match = re.search(r'^"XADD[^"]*","([\d.]+)"', out, re.MULTILINE)
+    # the test name is the command line itself, quotes of the payload included
+    match = re.search(r'^"XADD .*?","([\d.]+)"', out, re.MULTILINE)
     return float(match.group(1)) if match else None
 
 

@@ -9,8 +9,9 @@ beyond the records themselves and the ids it returns.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, chain
+from typing import Any, cast
 
 from ._codec import dumps
 from ._keys import Keys
@@ -55,32 +56,40 @@ class Slice:
     def __len__(self) -> int:
         return len(self.ends)
 
-    def __iter__(self) -> Iterator[tuple[Target, bytes]]:
-        """(target, framed payload) of each record, in order."""
-        targets = self.targets
+    def args(self) -> list[bytes]:
+        """The framed payload of each record, in order (built per slice, not kept)."""
         payloads = self.payloads
-        start = 0
-        for i, end in enumerate(self.ends):
-            yield (targets if isinstance(targets, Target) else targets[i]), payloads[start:end]
-            start = end
+        ends = self.ends
+        return [
+            payloads[start:end] for start, end in zip(chain((0,), ends), ends, strict=False)
+        ]  # starts run one longer
 
     def delay_commands(self) -> bytes:
-        return b"".join([target.xadd_delay + arg for target, arg in self])
+        targets = self.targets
+        if isinstance(targets, Target):
+            prefix = targets.xadd_delay
+            return prefix + prefix.join(self.args())
+        return b"".join([t.xadd_delay + arg for t, arg in zip(targets, self.args(), strict=True)])
 
     def queue_commands(self, ids: Sequence[str | bytes] | None) -> bytes:
         """XADD to the stream (and XDEL of the delay message when ``ids`` are given)."""
+        targets = self.targets
+        shared = [targets] * len(self) if isinstance(targets, Target) else targets
         if ids is None:
-            return b"".join([target.xadd + arg for target, arg in self])
+            return b"".join([t.xadd + arg for t, arg in zip(shared, self.args(), strict=True)])
         return b"".join(
             [
-                target.xadd + arg + target.xdel_delay + bulk_string(_raw(message_id))
-                for (target, arg), message_id in zip(self, ids, strict=True)
+                b"%b%b%b$%d\r\n%b\r\n" % (t.xadd, arg, t.xdel_delay, len(raw), raw)
+                for t, arg, raw in zip(shared, self.args(), _raws(ids), strict=True)
             ]
         )
 
 
-def _raw(message_id: str | bytes) -> bytes:
-    return message_id.encode() if isinstance(message_id, str) else message_id
+def _raws(ids: Sequence[str | bytes]) -> Iterable[bytes]:
+    # one kind per call: ours are str (from the delay replies), checked user ids bytes
+    if ids and isinstance(ids[0], str):
+        return map(str.encode, cast("Sequence[str]", ids))
+    return cast("Sequence[bytes]", ids)
 
 
 def pack_slices(
@@ -88,25 +97,25 @@ def pack_slices(
 ) -> list[Slice]:
     """Serialise every payload before anything is sent (all or nothing)."""
     slices: list[Slice] = []
+    last_cls: type | None = None
+    target: Target | None = None
     for start in range(0, len(records), slice_size):
         targets: list[Target] = []
         parts: list[bytes] = []
-        ends = array("I")
-        end = 0
         for index in range(start, min(start + slice_size, len(records))):
             record = records[index]
-            target = target_for(type(record), index)
+            if record.__class__ is not last_cls or target is None:
+                last_cls = record.__class__
+                target = target_for(last_cls, index)
             try:
                 data = dumps(target.payload(record))
             except Exception as exc:
                 raise payload_error(record, index, exc) from exc
-            framed = b"$%d\r\n%b\r\n" % (len(data), data)
-            end += len(framed)
             targets.append(target)
-            parts.append(framed)
-            ends.append(end)
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        ends = array("I", accumulate(map(len, parts)))
         first = targets[0]
-        shared = all(target is first for target in targets)
+        shared = targets.count(first) == len(targets)
         slices.append(Slice(first if shared else targets, b"".join(parts), ends))
     return slices
 

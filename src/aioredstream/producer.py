@@ -201,11 +201,12 @@ class Producer:
             if chunk == last and wait_replies:
                 wait_results.extend(replies[len(replies) - wait_replies :])
                 replies = replies[: len(replies) - wait_replies]
-            for reply in replies:
-                if isinstance(reply, bytes):
-                    ids.append(reply.decode())
-                else:
-                    _raise_command_error(reply, "XADD", len(ids))
+            decoded = [reply.decode() for reply in replies if reply.__class__ is bytes]
+            if len(decoded) < len(replies):
+                for position, reply in enumerate(replies):
+                    if not isinstance(reply, bytes):
+                        _raise_command_error(reply, "XADD", len(ids) + position)
+            ids.extend(decoded)
 
         await _wire.execute(
             self.client,
@@ -232,6 +233,8 @@ class Producer:
                     yield part.queue_commands(ids[start : start + len(part)]), 2 * len(part)
 
         def sink(chunk: int, replies: list[Any]) -> None:
+            if not [r for r in replies if r.__class__ is _wire.ReplyError]:
+                return
             for position, reply in enumerate(replies):
                 if isinstance(reply, _wire.ReplyError):
                     step = 2 if ids is not None else 1
