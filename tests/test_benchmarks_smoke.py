@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from benchmarks._run import run_suite, write
@@ -24,5 +25,7 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
     assert set(data["ratios"]) >= {"bulk vs hand-written pipelines", "delay latency vs bare xadd"}
     # 150 concurrent handlers succeed on a default client with the producer
     assert isinstance(data["concurrency"]["150"]["aioredstream, default client"], float)
+    if shutil.which("redis-benchmark"):
+        assert any(name.startswith("redis-benchmark") for name in data["bulk"])
     assert "| aioredstream bulk |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
