@@ -102,15 +102,21 @@ async def test_one_wait_per_coalesced_batch_never_falsely_acknowledges_a_stalled
     producer = Producer(client, wait=1, wait_timeout=0.3)
     healthy = await asyncio.gather(*(producer.delay(User(n)) for n in range(100)))
     assert len(set(healthy)) == 100
+    await client.set("redstream:stream:posts.delay", "not a stream")
     replica.signal(signal.SIGSTOP)
     try:
         results = await asyncio.gather(
             *(producer.delay(User(n)) for n in range(100)),
             *(producer.queue(Post(n)) for n in range(20)),
+            producer.delay(Post(0)),
             return_exceptions=True,
         )
     finally:
         replica.signal(signal.SIGCONT)
+    # an error reply is that caller's answer, whatever the batch's WAIT says
+    wrong_type = results.pop()
+    assert isinstance(wrong_type, ServerError)
+    assert "WRONGTYPE" in str(wrong_type)
     for result in results[:100]:
         assert isinstance(result, ReplicationError)
         assert result.acknowledged == 0

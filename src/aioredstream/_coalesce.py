@@ -173,7 +173,8 @@ class Coalescer:
             for call in in_flight.popleft():
                 call.replies = replies[position : position + call.count]
                 position += call.count
-                if not (waits and call.delay):
+                if not (waits and call.delay) or _failed(call.replies):
+                    # an error reply is the caller's answer whatever WAIT says
                     _resolve(call.future, call.replies)
             wait_results.extend(replies[position:])
 
@@ -206,6 +207,10 @@ class Coalescer:
                 call.future.set_exception(exc)
             else:
                 _resolve(call.future, call.replies)
+
+
+def _failed(replies: list[Any]) -> bool:
+    return any(isinstance(reply, _wire.ReplyError) for reply in replies)
 
 
 def _resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:
