@@ -191,7 +191,7 @@ async def bare_xadd_latency(client: Redis, count: int) -> float:
 class Sizes:
     bulk: int = 50_000
     one_at_a_time: int = 3_000
-    rounds: int = 3
+    rounds: int = 5
     concurrency: tuple[int, ...] = (1, 10, 100, 500, 2000)
     latency_calls: int = 2_000
     memory: int = 1_000_000
