@@ -37,6 +37,7 @@ test-all: test
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+## benchmarks against a server they start; writes benchmarks/results.{json,md,png}
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
 

@@ -218,3 +218,15 @@ async def test_unreachable_server_raises_server_connection_error(
     with pytest.raises(ServerConnectionError) as info:
         await Producer(client).delay(User(1))
     assert info.value.__cause__ is not None
+
+
+async def test_queue_error_replies_name_the_record_across_slices(client: Redis) -> None:
+    await client.set("redstream:stream:posts", "not a stream")
+    producer = Producer(client, slice_size=2)
+    records: list[Any] = [User(0), User(1), User(2), User(3), User(4), Post(5)]
+    with pytest.raises(ServerError, match=r"XADD \(record at index 5\).*WRONGTYPE"):
+        await producer.bulk_queue(records)
+    ids = ["1-1"] * 6
+    with pytest.raises(ServerError, match=r"XADD \(record at index 5\).*WRONGTYPE"):
+        await producer.bulk_queue(records, ids)
+    assert await client.xlen("redstream:stream:users") == 10

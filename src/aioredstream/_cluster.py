@@ -50,7 +50,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .producer import Producer, _Target
+    from ._packing import Target
+    from .producer import Producer
 
 __all__ = ["ClusterWriter", "is_cluster", "use_hash_tags"]
 
@@ -76,7 +77,7 @@ class _Call:
     def __init__(
         self,
         producer: Producer,
-        targets: Sequence[_Target],
+        targets: Sequence[Target],
         build: Build,
         per_record: int,
         check: Check,
@@ -272,7 +273,7 @@ class ClusterWriter:
         return await _wire.call(_as_client(self.client.get_random_primary_node()), *args, what=what)
 
     async def send_delay(
-        self, producer: Producer, targets: Sequence[_Target], args: Sequence[bytes]
+        self, producer: Producer, targets: Sequence[Target], args: Sequence[bytes]
     ) -> list[str]:
         ids: list[str | None] = [None] * len(args)
 
@@ -294,7 +295,7 @@ class ClusterWriter:
     async def send_queue(
         self,
         producer: Producer,
-        targets: Sequence[_Target],
+        targets: Sequence[Target],
         args: Sequence[bytes],
         ids: Sequence[bytes] | None,
     ) -> None:

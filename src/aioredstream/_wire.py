@@ -79,18 +79,39 @@ async def execute(
     (it ends in a WAIT); ``None`` means no timeout for them (``WAIT n 0``).
     """
     pool: Any = client.connection_pool
-    with translate_errors(what):
-        conn: AbstractConnection = await pool.get_connection()
+    conn = await acquire(pool, what)
     try:
         with translate_errors(what):
-            await _exchange(conn, chunks, sink, window, last_read_extra_s)
+            stale = await _exchange(conn, chunks, sink, window, last_read_extra_s)
     except BaseException:
         # Unread replies may be on the wire: the connection must not be reused.
         with anyio.CancelScope(shield=True):
             await conn.disconnect(nowait=True)
             await pool.release(conn)
         raise
+    if stale:
+        # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
+        await conn.disconnect(nowait=True)
     await pool.release(conn)
+
+
+async def acquire(pool: Any, what: str) -> AbstractConnection:
+    """A connected connection from ``pool``, without losing a cancellation.
+
+    redis-py connects through ``asyncio.wait_for`` when a socket timeout is set; on
+    Python 3.11 that swallows a cancel arriving as the handshake completes
+    (python/cpython#86296). The task's ``cancelling()`` count still shows it: give
+    the connection back and let the cancellation through.
+    """
+    task = asyncio.current_task()
+    cancels = task.cancelling() if task is not None else 0
+    with translate_errors(what):
+        conn: AbstractConnection = await pool.get_connection()
+    if task is not None and task.cancelling() > cancels:
+        with anyio.CancelScope(shield=True):
+            await pool.release(conn)
+        raise asyncio.CancelledError
+    return conn
 
 
 async def _exchange(
@@ -99,12 +120,21 @@ async def _exchange(
     sink: Sink,
     window: int,
     last_read_extra_s: float | None,
-) -> None:
+) -> bool:
+    """Write and read everything; ``True`` if the server said it is read-only."""
     reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
     writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
     if reader_stream is None or writer is None:
         raise ServerConnectionError("the pool handed out a closed connection")
-    parser = hiredis.Reader()
+    readonly: list[bool] = []
+
+    def reply_error(message: str) -> ReplyError:
+        # Called by hiredis for error replies only: no cost on the happy path.
+        if message.startswith("READONLY"):
+            readonly.append(True)
+        return ReplyError(message)
+
+    parser = hiredis.Reader(replyError=reply_error)
     timeout_s: float | None = conn.socket_timeout
     pending: list[int] = []  # reply counts of chunks written and not yet read
     index = 0
@@ -123,6 +153,7 @@ async def _exchange(
             last_timeout = None if last_read_extra_s is None else timeout_s + last_read_extra_s
         sink(index, await _read(reader_stream, parser, count, last_timeout))
         index += 1
+    return bool(readonly)
 
 
 async def _read(

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 
 from . import _cluster, _wire
+from ._coalesce import Coalescer
 from ._codec import dumps
 from ._keys import Keys
+from ._packing import Slice, Target, flatten, pack_slices, payload_error
 from ._records import Registry, StreamSpec, default_registry
 from ._sharding import Sharded
 from .errors import (
     ArgumentError,
-    PayloadError,
-    RecordError,
     ReplicationError,
     ServerError,
     TopologyError,
@@ -31,27 +30,6 @@ __all__ = ["Producer"]
 _ID_RE = re.compile(rb"\d+-\d+")
 # Error replies meaning the deployment moved under the call (see TopologyError).
 _TOPOLOGY_REPLIES = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-class _Target:
-    """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
-
-    __slots__ = ("payload", "slot", "xadd", "xadd_delay", "xdel_delay")
-
-    def __init__(self, spec: StreamSpec, keys: Keys) -> None:
-        stream = keys.stream(spec.name).encode()
-        delay = keys.delay_stream(spec.name).encode()
-        self.payload = spec.payload
-        self.slot = key_slot(stream)  # the cluster slot (the same for delay with hash tags)
-        # XADD <key> * payload <json>: 5 arguments, the last appended per record.
-        self.xadd = b"*5\r\n$4\r\nXADD\r\n" + _bulk(stream) + b"$1\r\n*\r\n$7\r\npayload\r\n"
-        self.xadd_delay = b"*5\r\n$4\r\nXADD\r\n" + _bulk(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
-        # XDEL <delay key> <id>
-        self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + _bulk(delay)
 
 
 class Producer:
@@ -113,8 +91,8 @@ class Producer:
         self.wait_aof = wait_aof
         self.slice_size = slice_size
         self.registry = registry or default_registry
-        self._targets: dict[type, _Target] = {}
-        self._sharded: dict[type, Sharded[_Target]] = {}
+        self._targets: dict[type, Target] = {}  # unsharded classes only: the hot path
+        self._sharded: dict[type, Sharded[Target]] = {}
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -124,6 +102,14 @@ class Producer:
             tail += _wire.pack("WAITAOF", wait_aof[0], wait_aof[1], wait_ms)
         self._wait_tail = tail
         self._wait_replies = bool(self.wait) + bool(wait_aof)
+        self._coalescer = Coalescer(
+            client,
+            wait_tail=tail,
+            wait_replies=self._wait_replies,
+            last_read_extra_s=self.wait_timeout or None,
+            check_acks=self._check_acks,
+            slice_size=slice_size,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -134,7 +120,7 @@ class Producer:
 
     # -- records -> bytes -----------------------------------------------------------
 
-    def _target(self, record: Any, index: int | None) -> _Target:
+    def _target(self, record: Any, index: int | None) -> Target:
         """The slow path: a class's first record, or any record of a sharded class
         (sharded classes stay out of ``_targets`` so the hot path has no extra check)."""
         cls = type(record)
@@ -142,58 +128,68 @@ class Producer:
         if sharded is None:
             spec = self.registry.resolve(cls, index)
             if spec.shards is None:
-                target = self._targets[cls] = _Target(spec, self.keys)
+                target = self._targets[cls] = Target(spec, self.keys)
                 return target
             payload = spec.payload
             sharded = self._sharded[cls] = Sharded(
-                spec, lambda name: _Target(StreamSpec(name, payload), self.keys)
+                spec, lambda name: Target(StreamSpec(name, payload), self.keys)
             )
         return sharded.pick(record, index)
 
-    def _prepare(self, records: Sequence[Any]) -> tuple[list[_Target], list[bytes]]:
+    def _prepare(self, records: Sequence[Any]) -> list[Slice]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
-        targets: list[_Target] = []
-        args: list[bytes] = []
-        get = self._targets.get
-        for index, record in enumerate(records):
-            cls = type(record)
-            target = get(cls) or self._target(record, index)
-            try:
-                data = dumps(target.payload(record))
-            except Exception as exc:
-                raise _payload_error(record, index, exc) from exc
-            targets.append(target)
-            args.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        return targets, args
+        return pack_slices(records, self._targets, self._target, self.slice_size)
 
-    def _prepare_one(self, record: Any) -> tuple[_Target, bytes]:
+    def _prepare_one(self, record: Any) -> tuple[Target, bytes]:
         cls = type(record)
         target = self._targets.get(cls) or self._target(record, None)
         try:
             data = dumps(target.payload(record))
         except Exception as exc:
-            raise _payload_error(record, None, exc) from exc
+            raise payload_error(record, None, exc) from exc
         return target, b"$%d\r\n%b\r\n" % (len(data), data)
 
     # -- the seed's API ---------------------------------------------------------------
 
     async def delay(self, record: Any) -> str:
-        """Write a delay message for ``record``; return its id. Waits if ``wait`` is set."""
+        """Write a delay message for ``record``; return its id. Waits if ``wait`` is set.
+
+        Concurrent calls on one producer share pipelines (see ``_coalesce``).
+        """
         target, arg = self._prepare_one(record)
-        ids = await self._send_delay([target], [arg])
-        return ids[0]
+        if self.wait_aof and not self._waitaof_checked:
+            await self._check_waitaof()
+        if self._cluster is not None:  # the per-node path does its own grouping
+            [only] = await self._cluster.send_delay(self, [target], [arg])
+            return only
+        [reply] = await self._coalescer.submit(target.xadd_delay + arg, 1, delay=True)
+        if not isinstance(reply, bytes):
+            _raise_command_error(reply, "XADD", None)
+        message_id: str = reply.decode()
+        return message_id
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
         """Write a queue message for ``record`` and delete its delay message, in one pipeline."""
         target, arg = self._prepare_one(record)
-        ids = None if delay_message_id is None else [_check_id(delay_message_id, None)]
-        await self._send_queue([target], [arg], ids)
+        if self._cluster is not None:  # the per-node path does its own grouping
+            ids = None if delay_message_id is None else [_check_id(delay_message_id, None)]
+            await self._cluster.send_queue(self, [target], [arg], ids)
+            return True
+        data = target.xadd + arg
+        if delay_message_id is None:
+            replies = await self._coalescer.submit(data, 1, delay=False)
+        else:
+            raw = _check_id(delay_message_id, None)
+            data += target.xdel_delay + b"$%d\r\n%b\r\n" % (len(raw), raw)
+            replies = await self._coalescer.submit(data, 2, delay=False)
+        for command, reply in zip(("XADD", "XDEL"), replies, strict=False):
+            if isinstance(reply, _wire.ReplyError):
+                _raise_command_error(reply, command, None)
         return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
         """Write delay messages for all ``records`` in slices; WAIT once after the last slice."""
-        targets, args = self._prepare(_materialise(records))
-        return await self._send_delay(targets, args)
+        return await self._send_delay(self._prepare(_materialise(records)))
 
     async def bulk_queue(
         self, records: Iterable[Any], delay_message_ids: Sequence[str | bytes] | None = None
@@ -203,8 +199,7 @@ class Producer:
         ids: list[bytes] | None = None
         if delay_message_ids is not None:
             ids = _check_ids(delay_message_ids, len(items))
-        targets, args = self._prepare(items)
-        await self._send_queue(targets, args, ids)
+        await self._send_queue(self._prepare(items), ids)
         return True
 
     @asynccontextmanager
@@ -216,45 +211,43 @@ class Producer:
         the body raises, no queue message is written and the delay messages stay for
         the delayer.
         """
-        targets, args = self._prepare(_materialise(records))
-        ids = await self._send_delay(targets, args)
+        slices = self._prepare(_materialise(records))
+        ids = await self._send_delay(slices)
         yield list(ids)
-        await self._send_queue(targets, args, [i.encode() for i in ids])
+        await self._send_queue(slices, ids)
 
     # -- bytes -> Redis ---------------------------------------------------------------
 
-    async def _send_delay(self, targets: list[_Target], args: list[bytes]) -> list[str]:
-        if not args:
+    async def _send_delay(self, slices: list[Slice]) -> list[str]:
+        if not slices:
             return []
         if self.wait_aof and not self._waitaof_checked:
             await self._check_waitaof()
         if self._cluster is not None:  # per-node groups, WAIT per node (_cluster.py)
-            return await self._cluster.send_delay(self, targets, args)
+            return await self._cluster.send_delay(self, *flatten(slices))
         ids: list[str] = []
-        size = self.slice_size
-        n = len(args)
         wait_replies = self._wait_replies
+        last = len(slices) - 1
 
-        def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, n, size):
-                stop = min(start + size, n)
-                data = b"".join([targets[i].xadd_delay + args[i] for i in range(start, stop)])
-                if stop == n and wait_replies:
-                    yield data + self._wait_tail, stop - start + wait_replies
+        def chunks() -> Iterator[_wire.Chunk]:
+            for number, part in enumerate(slices):
+                if number == last and wait_replies:
+                    yield part.delay_commands() + self._wait_tail, len(part) + wait_replies
                 else:
-                    yield data, stop - start
+                    yield part.delay_commands(), len(part)
 
         wait_results: list[Any] = []
 
         def sink(chunk: int, replies: list[Any]) -> None:
-            if len(ids) + len(replies) > n:
+            if chunk == last and wait_replies:
                 wait_results.extend(replies[len(replies) - wait_replies :])
                 replies = replies[: len(replies) - wait_replies]
-            for reply in replies:
-                if isinstance(reply, bytes):
-                    ids.append(reply.decode())
-                else:
-                    _raise_command_error(reply, "XADD", len(ids))
+            decoded = [reply.decode() for reply in replies if reply.__class__ is bytes]
+            if len(decoded) < len(replies):
+                for position, reply in enumerate(replies):
+                    if not isinstance(reply, bytes):
+                        _raise_command_error(reply, "XADD", len(ids) + position)
+            ids.extend(decoded)
 
         await _wire.execute(
             self.client,
@@ -267,36 +260,26 @@ class Producer:
             self._check_acks(wait_results)
         return ids
 
-    async def _send_queue(
-        self, targets: list[_Target], args: list[bytes], ids: list[bytes] | None
-    ) -> None:
-        if not args:
+    async def _send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
+        if not slices:
             return
         if self._cluster is not None:  # per-node groups (_cluster.py)
-            await self._cluster.send_queue(self, targets, args, ids)
+            raw = None if ids is None else [i.encode() if isinstance(i, str) else i for i in ids]
+            await self._cluster.send_queue(self, *flatten(slices), raw)
             return
         size = self.slice_size
-        n = len(args)
 
-        def chunks() -> Iterable[_wire.Chunk]:
-            for start in range(0, n, size):
-                stop = min(start + size, n)
+        def chunks() -> Iterator[_wire.Chunk]:
+            for number, part in enumerate(slices):
                 if ids is None:
-                    data = b"".join([targets[i].xadd + args[i] for i in range(start, stop)])
-                    yield data, stop - start
+                    yield part.queue_commands(None), len(part)
                 else:
-                    data = b"".join(
-                        [
-                            targets[i].xadd
-                            + args[i]
-                            + targets[i].xdel_delay
-                            + b"$%d\r\n%b\r\n" % (len(ids[i]), ids[i])
-                            for i in range(start, stop)
-                        ]
-                    )
-                    yield data, 2 * (stop - start)
+                    start = number * size
+                    yield part.queue_commands(ids[start : start + len(part)]), 2 * len(part)
 
         def sink(chunk: int, replies: list[Any]) -> None:
+            if not [r for r in replies if r.__class__ is _wire.ReplyError]:
+                return
             for position, reply in enumerate(replies):
                 if isinstance(reply, _wire.ReplyError):
                     step = 2 if ids is not None else 1
@@ -382,19 +365,6 @@ def _check_ids(ids: Sequence[str | bytes], count: int) -> list[bytes]:
         got = "a single id" if isinstance(ids, str | bytes) else f"{len(ids)} ids"
         raise ArgumentError(f"delay_message_ids has {got} for {count} records")
     return [_check_id(value, index) for index, value in enumerate(ids)]
-
-
-def _payload_error(record: Any, index: int | None, exc: Exception) -> RecordError:
-    cls = type(record)
-    at = "" if index is None else f" at index {index}"
-    what = f"record{at} of type {cls.__module__}.{cls.__qualname__}"
-    if isinstance(exc, AttributeError | KeyError):
-        return PayloadError(
-            f"{what}: cannot build its payload: {exc!r}", index=index, record_type=cls
-        )
-    return PayloadError(
-        f"{what}: payload is not JSON-serialisable: {exc}", index=index, record_type=cls
-    )
 
 
 def _raise_command_error(reply: object, command: str, index: int | None) -> None:

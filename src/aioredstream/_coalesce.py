@@ -1,0 +1,218 @@
+"""Auto-pipelining: concurrent single calls share pipelines on a few connections.
+
+Each ``delay()`` / ``queue()`` call becomes a :class:`_Call` (its RESP bytes, how
+many replies they produce, a future) in one queue. Batching is natural: when no
+batch is in flight a call starts one at once (no timer, no added delay); while
+``max_batches`` batches are in flight, new calls wait in the queue and all of
+them go in the next batch when one finishes.
+
+A batch is one short-lived task that sends its calls through :func:`_wire.execute`
+on one pooled connection and ends; nothing outlives an idle period. Replies come
+back in order, so each call gets exactly its own replies. If any call in the batch
+is a delay write and the producer waits for replicas, one WAIT (and/or WAITAOF)
+goes at the end of the batch on the same connection: it vouches for every write
+before it, and if it falls short, every delay call of the batch gets its own
+``ReplicationError``.
+
+An idle producer sends a lone call in the caller's own task (nobody else needs
+its replies). A cancelled caller of a shared batch leaves the batch alone (its
+other callers still need their replies); only when every caller of a batch has
+gone is the batch task cancelled, which closes its connection (unread replies
+never reach a later call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+
+from . import _wire
+
+__all__ = ["Coalescer"]
+
+logger = logging.getLogger("aioredstream.coalesce")
+
+#: raises a fresh error if the WAIT / WAITAOF replies fall short
+AckCheck = Callable[[list[Any]], None]
+
+
+class _Call:
+    __slots__ = ("batch", "count", "data", "delay", "future", "replies")
+
+    def __init__(self, data: bytes, count: int, delay: bool, future: asyncio.Future[Any]) -> None:
+        self.data = data
+        self.count = count
+        self.delay = delay
+        self.future = future
+        self.batch: _Batch | None = None
+        self.replies: list[Any] | None = None
+
+
+class _Batch:
+    __slots__ = ("calls", "task")
+
+    def __init__(self, calls: list[_Call]) -> None:
+        self.calls = calls
+        self.task: asyncio.Task[None] | None = None
+
+
+class Coalescer:
+    """Coalesces one producer's concurrent single calls into shared pipelines."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        wait_tail: bytes,
+        wait_replies: int,
+        last_read_extra_s: float | None,
+        check_acks: AckCheck,
+        slice_size: int,
+        max_batches: int = 2,
+        max_calls: int = 5000,
+    ) -> None:
+        self._client = client
+        self._wait_tail = wait_tail
+        self._wait_replies = wait_replies
+        self._last_read_extra_s = last_read_extra_s
+        self._check_acks = check_acks
+        self._slice_size = slice_size
+        self._max_batches = max_batches
+        self._max_calls = max_calls
+        self._queue: deque[_Call] = deque()
+        self._batches: set[_Batch] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, data: bytes, count: int, *, delay: bool) -> list[Any]:
+        """Send ``data`` (``count`` commands) in the next batch; return its raw replies."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A producer may outlive an event loop (tests, scripts): start afresh.
+            self._loop, self._queue, self._batches = loop, deque(), set()
+        call = _Call(data, count, delay, loop.create_future())
+        if not self._batches and not self._queue:
+            # Idle: send at once in the caller's own task (no task hop); calls
+            # that arrive meanwhile queue up for the batch that follows.
+            batch = _Batch([call])
+            self._batches.add(batch)
+            try:
+                await self._run(batch)
+            finally:
+                self._finished(batch)
+            return call.future.result()  # type: ignore[no-any-return]
+        self._queue.append(call)
+        if len(self._batches) < self._max_batches:
+            self._start_batch()
+        try:
+            return await call.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            await self._abandon(call)
+            raise
+
+    async def _abandon(self, call: _Call) -> None:
+        batch = call.batch
+        if batch is None or batch.task is None:
+            return  # still queued: the next batch skips it
+        if all(c.future.done() for c in batch.calls):
+            # Nobody is left to read this batch's replies: stop it now, so its
+            # connection is closed and released before this caller returns.
+            batch.task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({batch.task})
+
+    def _start_batch(self) -> None:
+        calls: list[_Call] = []
+        queue = self._queue
+        while queue and len(calls) < self._max_calls:
+            call = queue.popleft()
+            if not call.future.done():  # skip callers cancelled while queued
+                calls.append(call)
+        if not calls:
+            return
+        batch = _Batch(calls)
+        for call in calls:
+            call.batch = batch
+        self._batches.add(batch)
+        batch.task = asyncio.get_running_loop().create_task(self._run(batch))
+        batch.task.add_done_callback(lambda _: self._finished(batch))
+
+    def _finished(self, batch: _Batch) -> None:
+        self._batches.discard(batch)
+        task = batch.task
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            logger.error("coalesced batch failed", exc_info=task.exception())
+        if self._queue and len(self._batches) < self._max_batches:
+            self._start_batch()
+
+    async def _run(self, batch: _Batch) -> None:
+        calls = batch.calls
+        waits = self._wait_replies if any(c.delay for c in calls) else 0
+        in_flight: deque[list[_Call]] = deque()
+        wait_results: list[Any] = []
+
+        def chunks() -> Iterator[_wire.Chunk]:
+            size = self._slice_size
+            for start in range(0, len(calls), size):
+                part = calls[start : start + size]
+                in_flight.append(part)
+                data = b"".join([c.data for c in part])
+                count = sum(c.count for c in part)
+                if waits and start + size >= len(calls):
+                    yield data + self._wait_tail, count + waits
+                else:
+                    yield data, count
+
+        def sink(_: int, replies: list[Any]) -> None:
+            position = 0
+            for call in in_flight.popleft():
+                call.replies = replies[position : position + call.count]
+                position += call.count
+                if not (waits and call.delay) or _failed(call.replies):
+                    # an error reply is the caller's answer whatever WAIT says
+                    _resolve(call.future, call.replies)
+            wait_results.extend(replies[position:])
+
+        try:
+            await _wire.execute(
+                self._client,
+                chunks(),
+                sink,
+                what="coalesced delay/queue",
+                last_read_extra_s=self._last_read_extra_s if waits else 0.0,
+            )
+        except Exception as exc:
+            for call in calls:
+                if not call.future.done():
+                    fresh = copy.copy(exc)  # one exception object per caller
+                    fresh.__cause__ = exc.__cause__
+                    call.future.set_exception(fresh)
+            return
+        except BaseException:
+            # Cancelled from outside (the loop shutting down): nobody may hang on us.
+            for call in calls:
+                call.future.cancel()
+            raise
+        for call in calls:
+            if call.future.done():
+                continue
+            try:
+                self._check_acks(wait_results)
+            except Exception as exc:  # a fresh ReplicationError for each caller
+                call.future.set_exception(exc)
+            else:
+                _resolve(call.future, call.replies)
+
+
+def _failed(replies: list[Any]) -> bool:
+    return any(isinstance(reply, _wire.ReplyError) for reply in replies)
+
+
+def _resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:
+    if not future.done():
+        future.set_result(replies)

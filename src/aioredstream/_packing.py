@@ -1,0 +1,155 @@
+"""Records -> RESP bytes: pre-packed command prefixes and compact slices of payloads.
+
+The hot path per record is: payload function -> JSON bytes -> ``$<len>\\r\\n<json>\\r\\n``
+appended to its slice. A slice keeps its payloads end to end in one ``bytes`` with
+an offset array, so a million-record bulk holds no per-record Python object
+beyond the records themselves and the ids it returns.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, chain
+from typing import Any, cast
+
+from redis.crc import key_slot
+
+from ._codec import dumps
+from ._keys import Keys
+from ._records import StreamSpec
+from .errors import PayloadError, RecordError
+
+__all__ = ["Slice", "Target", "bulk_string", "flatten", "pack_slices", "payload_error"]
+
+
+def bulk_string(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+class Target:
+    """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
+
+    __slots__ = ("payload", "slot", "xadd", "xadd_delay", "xdel_delay")
+
+    def __init__(self, spec: StreamSpec, keys: Keys) -> None:
+        stream = keys.stream(spec.name).encode()
+        delay = keys.delay_stream(spec.name).encode()
+        self.payload = spec.payload
+        self.slot = key_slot(stream)  # the cluster slot (the same for delay with hash tags)
+        # XADD <key> * payload <json>: 5 arguments, the last appended per record.
+        self.xadd = b"*5\r\n$4\r\nXADD\r\n" + bulk_string(stream) + b"$1\r\n*\r\n$7\r\npayload\r\n"
+        self.xadd_delay = (
+            b"*5\r\n$4\r\nXADD\r\n" + bulk_string(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
+        )
+        # XDEL <delay key> <id>
+        self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + bulk_string(delay)
+
+
+class Slice:
+    """Up to ``slice_size`` records as one pipeline: their targets and framed payloads."""
+
+    __slots__ = ("ends", "payloads", "targets")
+
+    def __init__(self, targets: Target | list[Target], payloads: bytes, ends: array[int]) -> None:
+        self.targets = targets  # one Target when every record of the slice shares it
+        self.payloads = payloads
+        self.ends = ends
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def args(self) -> list[bytes]:
+        """The framed payload of each record, in order (built per slice, not kept)."""
+        payloads = self.payloads
+        ends = self.ends
+        return [
+            payloads[start:end] for start, end in zip(chain((0,), ends), ends, strict=False)
+        ]  # starts run one longer
+
+    def delay_commands(self) -> bytes:
+        targets = self.targets
+        if isinstance(targets, Target):
+            prefix = targets.xadd_delay
+            return prefix + prefix.join(self.args())
+        return b"".join([t.xadd_delay + arg for t, arg in zip(targets, self.args(), strict=True)])
+
+    def queue_commands(self, ids: Sequence[str | bytes] | None) -> bytes:
+        """XADD to the stream (and XDEL of the delay message when ``ids`` are given)."""
+        targets = self.targets
+        shared = [targets] * len(self) if isinstance(targets, Target) else targets
+        if ids is None:
+            return b"".join([t.xadd + arg for t, arg in zip(shared, self.args(), strict=True)])
+        return b"".join(
+            [
+                b"%b%b%b$%d\r\n%b\r\n" % (t.xadd, arg, t.xdel_delay, len(raw), raw)
+                for t, arg, raw in zip(shared, self.args(), _raws(ids), strict=True)
+            ]
+        )
+
+
+def flatten(slices: Sequence[Slice]) -> tuple[list[Target], list[bytes]]:
+    """Per-record targets and framed payloads (the cluster path regroups them by node)."""
+    targets: list[Target] = []
+    args: list[bytes] = []
+    for part in slices:
+        shared = part.targets
+        targets.extend([shared] * len(part) if isinstance(shared, Target) else shared)
+        args.extend(part.args())
+    return targets, args
+
+
+def _raws(ids: Sequence[str | bytes]) -> Iterable[bytes]:
+    # one kind per call: ours are str (from the delay replies), checked user ids bytes
+    if ids and isinstance(ids[0], str):
+        return map(str.encode, cast("Sequence[str]", ids))
+    return cast("Sequence[bytes]", ids)
+
+
+def pack_slices(
+    records: Sequence[Any],
+    cache: dict[type, Target],
+    target_for: Callable[[Any, int], Target],
+    slice_size: int,
+) -> list[Slice]:
+    """Serialise every payload before anything is sent (all or nothing).
+
+    ``cache`` maps classes to their target; ``target_for(record, index)`` is the slow
+    path for a class not in it (its first record, or every record of a sharded class).
+    """
+    slices: list[Slice] = []
+    last_cls: type | None = None
+    cached: Target | None = None
+    for start in range(0, len(records), slice_size):
+        targets: list[Target] = []
+        parts: list[bytes] = []
+        for index in range(start, min(start + slice_size, len(records))):
+            record = records[index]
+            if record.__class__ is not last_cls or cached is None:
+                last_cls = record.__class__
+                cached = cache.get(last_cls)
+            target = cached or target_for(record, index)
+            try:
+                data = dumps(target.payload(record))
+            except Exception as exc:
+                raise payload_error(record, index, exc) from exc
+            targets.append(target)
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        ends = array("I", accumulate(map(len, parts)))
+        first = targets[0]
+        shared = targets.count(first) == len(targets)
+        slices.append(Slice(first if shared else targets, b"".join(parts), ends))
+    return slices
+
+
+def payload_error(record: Any, index: int | None, exc: Exception) -> RecordError:
+    cls = type(record)
+    at = "" if index is None else f" at index {index}"
+    what = f"record{at} of type {cls.__module__}.{cls.__qualname__}"
+    if isinstance(exc, AttributeError | KeyError):
+        return PayloadError(
+            f"{what}: cannot build its payload: {exc!r}", index=index, record_type=cls
+        )
+    return PayloadError(
+        f"{what}: payload is not JSON-serialisable: {exc}", index=index, record_type=cls
+    )

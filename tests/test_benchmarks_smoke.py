@@ -1,0 +1,31 @@
+"""The benchmarks run once at a tiny size so they cannot rot (speed is not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from benchmarks._run import run_suite, write
+from benchmarks._suite import Sizes
+
+from aioredstream.testing import ServerProcess
+
+
+async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    sizes = Sizes(
+        bulk=300, one_at_a_time=20, rounds=1, concurrency=(1, 150), latency_calls=5, memory=600
+    )
+    results = await run_suite(server.url, server.port, sizes)
+    write(results, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["machine"]["cpus"] >= 1
+    assert set(data["ratios"]) >= {"bulk vs hand-written pipelines", "delay latency vs bare xadd"}
+    # 150 concurrent handlers succeed on a default client with the producer
+    assert isinstance(data["concurrency"]["150"]["aioredstream, default client"], float)
+    if shutil.which("redis-benchmark"):
+        assert any(name.startswith("redis-benchmark") for name in data["bulk"])
+    assert "| aioredstream bulk |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,215 @@
+"""Auto-pipelining: concurrent single calls share pipelines, each caller gets its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from aioredstream import (
+    Model,
+    PayloadError,
+    Producer,
+    ReplicationError,
+    ServerConnectionError,
+    ServerError,
+)
+from aioredstream.testing import ServerProcess
+
+from .conftest import ClientFactory, ServerFactory
+from .helpers import Post, User, entries, in_use
+
+DELAY = "redstream:stream:users.delay"
+
+
+class Broken(Model):
+    def redstream_payload(self) -> dict[str, object]:
+        return {"id": object()}  # not JSON
+
+
+async def _connections_named(client: Redis, name: str) -> int:
+    """Connections the server sees from clients named ``name`` (observed, not timed)."""
+    listing: Any = await client.client_list()
+    return sum(1 for entry in listing if entry.get("name") == name)
+
+
+async def test_concurrent_delays_share_few_connections_and_get_their_own_ids(
+    server: ServerProcess, client: Redis, make_client: ClientFactory
+) -> None:
+    producer_client = make_client(server.url, client_name="coalesced")
+    producer = Producer(producer_client)
+    ids = await asyncio.gather(*(producer.delay(User(n)) for n in range(500)))
+    # 500 calls, a handful of pipelines: the pool opened very few connections
+    assert await _connections_named(client, "coalesced") <= 2
+    assert len(set(ids)) == 500
+    by_id = {message_id: payload["id"] for message_id, payload in await entries(client, DELAY)}
+    assert [by_id[message_id] for message_id in ids] == list(range(500))
+
+
+async def test_concurrent_queue_calls_delete_each_callers_own_delay_message(
+    client: Redis,
+) -> None:
+    producer = Producer(client)
+    ids = await asyncio.gather(*(producer.delay(User(n)) for n in range(300)))
+    keep = set(ids[::3])
+    await asyncio.gather(
+        *(producer.queue(User(n), i) for n, i in enumerate(ids) if i not in keep),
+        *(producer.queue(Post(n)) for n in range(50)),
+    )
+    assert {message_id for message_id, _ in await entries(client, DELAY)} == keep
+    queued = [p["id"] for _, p in await entries(client, "redstream:stream:users")]
+    assert sorted(queued) == [n for n, i in enumerate(ids) if i not in keep]
+    assert await client.xlen("redstream:stream:posts") == 50
+
+
+async def test_an_error_reply_fails_only_its_own_caller(
+    server: ServerProcess, client: Redis, make_client: ClientFactory
+) -> None:
+    await client.set("redstream:stream:posts.delay", "not a stream")
+    producer_client = make_client(server.url, client_name="mixed")
+    producer = Producer(producer_client)
+    calls = [producer.delay(Post(n) if n % 10 == 0 else User(n)) for n in range(200)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert await _connections_named(client, "mixed") <= 2  # they did share pipelines
+    for n, result in enumerate(results):
+        if n % 10 == 0:
+            assert isinstance(result, ServerError)
+            assert "WRONGTYPE" in str(result)
+        else:
+            assert isinstance(result, str)
+    assert await client.xlen(DELAY) == 180
+
+
+async def test_a_bad_payload_raises_in_its_caller_and_is_never_sent(client: Redis) -> None:
+    producer = Producer(client)
+    calls = [producer.delay(Broken() if n == 7 else User(n)) for n in range(20)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[7], PayloadError)
+    assert sum(isinstance(r, str) for r in results) == 19
+    assert await client.exists("redstream:stream:brokens.delay") == 0
+
+
+async def test_one_wait_per_coalesced_batch_never_falsely_acknowledges_a_stalled_replica(
+    server_factory: ServerFactory, make_client: ClientFactory
+) -> None:
+    primary = server_factory()
+    replica = server_factory.replica_of(primary)
+    client = make_client(primary.url)
+    producer = Producer(client, wait=1, wait_timeout=0.3)
+    healthy = await asyncio.gather(*(producer.delay(User(n)) for n in range(100)))
+    assert len(set(healthy)) == 100
+    await client.set("redstream:stream:posts.delay", "not a stream")
+    replica.signal(signal.SIGSTOP)
+    try:
+        results = await asyncio.gather(
+            *(producer.delay(User(n)) for n in range(100)),
+            *(producer.queue(Post(n)) for n in range(20)),
+            producer.delay(Post(0)),
+            return_exceptions=True,
+        )
+    finally:
+        replica.signal(signal.SIGCONT)
+    # an error reply is that caller's answer, whatever the batch's WAIT says
+    wrong_type = results.pop()
+    assert isinstance(wrong_type, ServerError)
+    assert "WRONGTYPE" in str(wrong_type)
+    for result in results[:100]:
+        assert isinstance(result, ReplicationError)
+        assert result.acknowledged == 0
+    # queue writes do not wait for replicas: they succeed in the same batches
+    assert results[100:] == [True] * 20
+    assert len({id(r) for r in results[:100]}) == 100  # one exception object per caller
+    assert await in_use(client) == 0
+
+
+async def test_cancellation_storm_over_coalesced_calls_crosses_no_replies(
+    client: Redis,
+) -> None:
+    producer = Producer(client, slice_size=20)
+    rng = random.Random(4321)
+    returned: dict[str, int] = {}
+
+    async def call(n: int) -> None:
+        if n % 4 == 3:
+            await producer.queue(User(n))
+        else:
+            returned[await producer.delay(User(n))] = n
+
+    for round_ in range(15):
+        base = 1000 * round_
+        tasks = [asyncio.create_task(call(base + n)) for n in range(200)]
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)
+        await asyncio.sleep(rng.random() * 0.003)
+        cancel_all = round_ % 5 == 4
+        for task in tasks:
+            if cancel_all or rng.random() < 0.5:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert await in_use(client) == 0
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no stray batch tasks
+    stored = {message_id: p["id"] for message_id, p in await entries(client, DELAY)}
+    assert returned  # some calls completed
+    for message_id, n in returned.items():
+        assert stored[message_id] == n
+    # after the storm the producer still maps every id to its own payload
+    ids = await asyncio.gather(*(producer.delay(User(n)) for n in range(100_000, 100_300)))
+    stored = {message_id: p["id"] for message_id, p in await entries(client, DELAY)}
+    assert [stored[i] for i in ids] == list(range(100_000, 100_300))
+
+
+async def test_2000_concurrent_handlers_succeed_on_a_default_client(
+    server: ServerProcess, client: Redis, make_client: ClientFactory
+) -> None:
+    producer = Producer(make_client(server.url))  # default pool: 100 connections at most
+
+    async def handler(n: int) -> None:
+        message_id = await producer.delay(User(n))
+        await asyncio.sleep(0)
+        await producer.queue(User(n), message_id)
+
+    await asyncio.gather(*(handler(n) for n in range(2000)))
+    assert await client.xlen("redstream:stream:users") == 2000
+    assert await client.xlen(DELAY) == 0
+
+
+async def test_coalescing_works_on_a_one_connection_blocking_pool(
+    server: ServerProcess, client: Redis
+) -> None:
+    pool = BlockingConnectionPool.from_url(server.url, max_connections=1, timeout=10)
+    blocking = Redis(connection_pool=pool)
+    try:
+        producer = Producer(blocking)
+        ids = await asyncio.gather(*(producer.delay(User(n)) for n in range(300)))
+        await asyncio.gather(*(producer.queue(User(n), i) for n, i in enumerate(ids)))
+        rows = await entries(client, "redstream:stream:users")
+        assert sorted(json.dumps(p) for _, p in rows) == sorted(
+            json.dumps({"id": n}) for n in range(300)
+        )
+        assert await in_use(blocking) == 0
+    finally:
+        await blocking.aclose()
+        await pool.disconnect()
+
+
+async def test_a_lost_connection_fails_every_caller_of_its_batch(
+    server_factory: ServerFactory, make_client: ClientFactory
+) -> None:
+    primary = server_factory()
+    client = make_client(primary.url)
+    producer = Producer(client, wait=1, wait_timeout=0)  # no replica: every WAIT blocks
+    killer = make_client(primary.url)
+    calls = [asyncio.create_task(producer.delay(User(n))) for n in range(50)]
+    while not all(task.done() for task in calls):
+        # each kill breaks the batches blocked in WAIT; queued calls go in the next one
+        await asyncio.sleep(0.05)
+        await killer.client_kill_filter(_type="normal", skipme=True)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, ServerConnectionError) for r in results)
+    assert len({id(r) for r in results}) == 50  # one exception object per caller
+    assert await killer.xlen(DELAY) == 50  # written, but never acknowledged
+    assert await in_use(client) == 0
