@@ -2,7 +2,10 @@
 
 ``aioredstream status [--url URL] [--namespace NS] [--json]`` shows, per stream, its
 length, its delay backlog and the age of the oldest delay message, and per consumer
-its committed offset and lag.
+its committed offset and lag; shards (``users-0`` ...) are summed up under their name.
+
+Every command asks the server at ``--url`` for ``INFO cluster``: a cluster node makes
+it use a ``RedisCluster`` client (every primary, the hash-tag layout).
 
 ``aioredstream delayer STREAM --delay S``, ``aioredstream trimmer STREAM --consumers a,b``
 and ``aioredstream consume STREAM --name NAME --handler module:function`` run one worker
@@ -28,10 +31,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from ._keys import Keys
-from ._runner import LOG_LEVELS, check_server, load_handler, log_to_stderr, run_until_signalled
-from ._status import ConsumerStatus, StatusReport, collect_status
+from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
+from ._status import ConsumerStatus, ShardGroup, StatusReport, collect_status
+from ._streams import Client
+from ._wire import translate_errors
 from .consumer import Consumer
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
@@ -61,11 +67,35 @@ def _connection_options() -> argparse.ArgumentParser:
     return parent
 
 
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30}
+
+
 def _client(args: argparse.Namespace) -> Redis:
     try:
-        return Redis.from_url(args.url, socket_connect_timeout=5, socket_timeout=30)
+        return Redis.from_url(args.url, **_CLIENT_OPTIONS)
     except ValueError as exc:
         raise ArgumentError(f"--url {args.url!r} is not a usable Redis URL: {exc}") from None
+
+
+async def _connect(client: Redis, what: str) -> Client:
+    """``client``, or a ``RedisCluster`` (``client`` closed) when it points at a cluster node.
+
+    ``INFO cluster`` doubles as the start-up PING: a wrong URL or a server that is
+    down fails here, at once, with exit status 1.
+    """
+    with translate_errors(what):
+        info: dict[str, Any] = await client.info("cluster")
+        if not int(info.get("cluster_enabled", 0)):
+            return client
+        kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
+        cluster = RedisCluster(host=kwargs["host"], port=kwargs["port"], **_CLIENT_OPTIONS)
+        await client.aclose()
+        try:
+            await cluster.initialize()
+        except BaseException:
+            await cluster.aclose()
+            raise
+        return cluster
 
 
 def _keys(args: argparse.Namespace) -> Keys:
@@ -89,8 +119,10 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def _status(args: argparse.Namespace) -> int:
     keys = _keys(args)
-    client = _client(args)
+    plain = _client(args)
+    client: Client = plain
     try:
+        client = await _connect(plain, "status")
         report = await collect_status(client, keys)
     finally:
         await client.aclose()
@@ -121,8 +153,27 @@ def _lag(consumer: ConsumerStatus) -> str:
     return str(consumer.lag) if consumer.lag_exact else f">={consumer.lag}"
 
 
+def _group_rows(group: ShardGroup) -> list[tuple[str, ...]]:
+    """The totals of a sharded stream: one row, then one per consumer name."""
+    lag = "" if group.lag_exact else ">="
+    first = (
+        f"{group.name} ({len(group.shards)} shards)",
+        str(group.length),
+        str(group.delay_length),
+        format_age(group.oldest_delay_age_s),
+    )
+    consumers = [(name, "(total)", f"{lag}{total}") for name, total in group.lag.items()]
+    rows: list[tuple[str, ...]] = [first + (consumers[0] if consumers else ("-", "", ""))]
+    rows.extend(("", "", "", "", *rest) for rest in consumers[1:])
+    return rows
+
+
 def render_table(report: StatusReport, out: TextIO) -> None:
-    """One row per stream, then one per consumer (delay-stream consumers marked)."""
+    """One row per stream, then one per consumer (delay-stream consumers marked).
+
+    A sharded stream's totals come first, its shards follow, indented.
+    """
+    groups = {name: group for group in report.groups for name in group.shards}
     where = f"namespace {report.namespace!r}" if report.namespace else "no namespace"
     if not report.streams:
         out.write(f"no streams ({where})\n")
@@ -130,8 +181,11 @@ def render_table(report: StatusReport, out: TextIO) -> None:
     header = ("STREAM", "LENGTH", "DELAYED", "OLDEST DELAY", "CONSUMER", "OFFSET", "LAG")
     rows: list[tuple[str, ...]] = []
     for stream in report.streams:
+        group = groups.get(stream.name)
+        if group is not None and group.shards[0] == stream.name:
+            rows.extend(_group_rows(group))
         first = (
-            stream.name,
+            f"  {stream.name}" if group is not None else stream.name,
             str(stream.length),
             str(stream.delay_length),
             format_age(stream.oldest_delay_age_s),
@@ -142,7 +196,8 @@ def render_table(report: StatusReport, out: TextIO) -> None:
         rows.extend(("", "", "", "", *rest) for rest in consumers[1:])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     right = {1, 2, 3, 6}  # numbers and ages align right
-    out.write(f"{len(report.streams)} streams ({where})\n")
+    sharded = f", {len(report.groups)} sharded" if report.groups else ""
+    out.write(f"{len(report.streams)} streams ({where}{sharded})\n")
     for row in [header, *rows]:
         cells = [
             cell.rjust(width) if i in right else cell.ljust(width)
@@ -181,7 +236,7 @@ def _add_delayer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 async def _delayer(args: argparse.Namespace) -> int:
-    def build(client: Redis) -> Work:
+    def build(client: Client) -> Work:
         delayer = Delayer(
             client, stream_name=args.stream, delay=args.delay, namespace=args.namespace
         )
@@ -214,7 +269,7 @@ def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 async def _trimmer(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.consumers.split(",") if name.strip()]
 
-    def build(client: Redis) -> Work:
+    def build(client: Client) -> Work:
         trimmer = Trimmer(
             client,
             stream_name=args.stream,
@@ -247,7 +302,7 @@ def _add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 async def _consume(args: argparse.Namespace) -> int:
-    def build(client: Redis) -> Work:
+    def build(client: Client) -> Work:
         consumer = Consumer(
             client,
             stream_name=args.stream,
@@ -261,13 +316,17 @@ async def _consume(args: argparse.Namespace) -> int:
     return await _run_worker(args, build, f"consumer {args.name} on {args.stream}")
 
 
-async def _run_worker(args: argparse.Namespace, build: Callable[[Redis], Work], what: str) -> int:
+async def _run_worker(args: argparse.Namespace, build: Callable[[Client], Work], what: str) -> int:
     """Check the arguments, PING, then run until a signal; the client is closed in any case."""
-    client = _client(args)
+    plain = _client(args)
+    client: Client = plain
     try:
         work = build(client)  # ArgumentError before any connection
         with log_to_stderr(args.log_level):
-            await check_server(client, args.command)
+            connected = await _connect(plain, f"{args.command}: PING")
+            if connected is not client:  # a cluster: built again for it (hash tags)
+                client = connected
+                work = build(client)
             return await run_until_signalled(work, what)
     finally:
         await client.aclose()

@@ -26,7 +26,7 @@ from aioredstream import (
 from ..helpers import User, eventually
 from .test_cluster import KEYS, SHARDS, Item
 
-FAST = {"block": 0.05, "backoff": 0.05}
+FAST: dict[str, Any] = {"block": 0.05, "backoff": 0.05}
 
 
 def test_workers_use_hash_tags_on_a_cluster_and_refuse_the_ruby_layout(
@@ -149,7 +149,11 @@ async def test_a_standby_takes_over_at_once_when_the_holder_releases(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(holder.acquire, hold)
-        await eventually(lambda: cluster_client.exists(holder.key))  # type: ignore[arg-type]
+
+        async def held() -> bool:
+            return bool(await cluster_client.exists(holder.key))
+
+        await eventually(held)
         assert not await standby.try_acquire()
 
         async def wait() -> None:
