@@ -1,0 +1,69 @@
+"""``aioredstream status`` pointed at one node of a cluster: every primary, hash-tagged keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from aioredstream import Consumer, Delayer, Message, Producer
+from aioredstream.cli import _connect, main
+from aioredstream.testing import ClusterDeployment
+
+from ..helpers import User
+from .test_cluster import SHARDS, Item
+
+
+async def ignore(messages: list[Message]) -> None:
+    pass
+
+
+async def test_status_on_a_cluster_finds_every_primarys_streams_and_groups_shards(
+    cluster: ClusterDeployment, cluster_client: RedisCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = Producer(cluster_client, namespace="shop")
+    await producer.bulk_queue([Item(i) for i in range(120)])
+    await producer.delay(User(1))
+    for shard in (0, 5):
+        consumer = Consumer(
+            cluster_client, stream_name=f"items-{shard}", name="indexer", namespace="shop"
+        )
+        consumer.batch_size = 1
+        await consumer.run_once(ignore)
+    delayer = Delayer(cluster_client, stream_name="users", delay=3600, namespace="shop")
+    await delayer.consumer.commit("0-1")
+
+    url = cluster.nodes[-1].url  # a replica: the client still finds every primary
+    assert (
+        await asyncio.to_thread(main, ["status", "--url", url, "--namespace", "shop", "--json"])
+        == 0
+    )
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    names = [s["name"] for s in report["streams"]]
+    assert names == [f"items-{n}" for n in range(SHARDS)] + ["users"]
+    streams = {s["name"]: s for s in report["streams"]}
+    assert streams["users"]["delay_length"] == 1
+    assert [(c["name"], c["offset"]) for c in streams["users"]["delay_consumers"]] == [
+        ("delayer", "0-1")
+    ]
+    assert [c["name"] for c in streams["items-5"]["consumers"]] == ["indexer"]
+    [group] = report["groups"]
+    assert (group["name"], group["length"], len(group["shards"])) == ("items", 120, SHARDS)
+    lag_0 = streams["items-0"]["consumers"][0]["lag"]
+    lag_5 = streams["items-5"]["consumers"][0]["lag"]
+    assert group["lag"] == {"indexer": lag_0 + lag_5}
+    assert lag_0 == streams["items-0"]["length"] - 1
+
+
+async def test_a_cluster_node_url_gives_a_cluster_client(cluster: ClusterDeployment) -> None:
+    plain = Redis.from_url(cluster.nodes[0].url)
+    client = await _connect(plain, "test")
+    try:
+        assert isinstance(client, RedisCluster)
+        assert len(client.get_primaries()) == 3
+    finally:
+        await client.aclose()
