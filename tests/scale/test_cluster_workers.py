@@ -24,7 +24,7 @@ from aioredstream import (
 )
 
 from ..helpers import User, eventually
-from .test_cluster import KEYS, SHARDS, Item
+from .test_cluster import SHARDS, Item
 
 FAST: dict[str, Any] = {"block": 0.05, "backoff": 0.05}
 
