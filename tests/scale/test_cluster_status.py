@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from aioredstream import Consumer, Delayer, Message, Producer
+from aioredstream import Consumer, Delayer, Keys, Message, Producer
 from aioredstream.cli import _connect, main
 from aioredstream.testing import ClusterDeployment
 
 from ..helpers import User
+from ..test_cli_workers import ROOT, SCRIPT, WAIT_S
 from .test_cluster import SHARDS, Item
 
 
@@ -67,3 +71,39 @@ async def test_a_cluster_node_url_gives_a_cluster_client(cluster: ClusterDeploym
         assert len(client.get_primaries()) == 3
     finally:
         await client.aclose()
+
+
+async def test_consume_with_shards_runs_one_consumer_per_shard_on_a_cluster(
+    cluster: ClusterDeployment, cluster_client: RedisCluster, tmp_path: Path
+) -> None:
+    await Producer(cluster_client).bulk_queue([Item(i) for i in range(60)])
+    handled = tmp_path / "handled.jsonl"
+    argv = ["consume", "items", "--shards", str(SHARDS), "--name", "indexer"]
+    argv += ["--handler", "tests.cli_handlers:record", "--url", cluster.nodes[0].url]
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        *argv,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HANDLED_FILE": str(handled)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(WAIT_S):
+            while sorted(read_ids(handled)) != list(range(60)):
+                assert proc.returncode is None
+                await anyio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
+    stderr = err.decode()
+    assert proc.returncode == 0, stderr
+    assert f"consumer indexer on items ({SHARDS} shards: items-0 .. items-11) stopped" in stderr
+    for shard in range(SHARDS):
+        key = Keys(hash_tags=True).offset(f"items-{shard}", "indexer")
+        assert await cluster_client.exists(key) == 1  # each shard committed, tagged layout
+
+
+def read_ids(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]

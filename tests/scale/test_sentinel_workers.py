@@ -41,7 +41,7 @@ async def test_workers_run_on_a_master_for_client(sentinel_client: Redis) -> Non
     assert await stream_size(sentinel_client, "users") == 0
 
 
-async def produce_until_it_works(producer: Producer, users: list[User]) -> None:
+async def produce_until_it_works(producer: Producer, users: list[Any]) -> None:
     """Delay messages only (the delayer must queue them), retried while the group heals."""
     for _ in range(240):
         try:
