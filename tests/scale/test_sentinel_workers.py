@@ -52,6 +52,15 @@ async def produce_until_it_works(producer: Producer, users: list[Any]) -> None:
     raise AssertionError("the producer never reached the new primary")
 
 
+# redis-py's pools hold checked-out connections in a WeakSet: a call cancelled while it
+# waits for the pool's lock to hand its connection back (a worker's body cancelled when
+# its lock could not be refreshed, or the test's end, during Sentinel discovery) drops
+# the connection unclosed, and the garbage collector closes it with a ResourceWarning.
+# Seen in about 1 run of 6; it costs a socket until the next collection, nothing else.
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <(function StreamWriter.__del__|socket.socket)"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
 @pytest.mark.slow
 async def test_workers_survive_a_failover_and_lose_nothing(
     fresh_sentinel_group: SentinelDeployment, caplog: pytest.LogCaptureFixture
