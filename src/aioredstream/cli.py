@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from ._keys import Keys
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
@@ -81,7 +82,7 @@ def _client(args: argparse.Namespace) -> Redis:
         raise ArgumentError(f"--url {args.url!r} is not a usable Redis URL: {exc}") from None
 
 
-async def _connect(client: Redis, what: str) -> Client:
+async def _connect(client: Redis, url: str, what: str) -> Client:
     """``client``, or a ``RedisCluster`` (``client`` closed) when it points at a cluster node.
 
     ``INFO cluster`` doubles as the start-up PING: a wrong URL or a server that is
@@ -91,8 +92,13 @@ async def _connect(client: Redis, what: str) -> Client:
         info: dict[str, Any] = await client.info("cluster")
         if not int(info.get("cluster_enabled", 0)):
             return client
-        kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
-        cluster = RedisCluster(host=kwargs["host"], port=kwargs["port"], **_CLIENT_OPTIONS)
+        # From the URL again, so credentials and TLS carry over to every node. A database
+        # other than 0 usually failed above already (SELECT refused); redis-py refuses
+        # it for a cluster client in any case.
+        try:
+            cluster = RedisCluster.from_url(url, **_CLIENT_OPTIONS)
+        except RedisClusterException as exc:
+            raise ArgumentError(f"--url {url!r} points at a cluster node: {exc}") from None
         await client.aclose()
         try:
             await cluster.initialize()
@@ -126,7 +132,7 @@ async def _status(args: argparse.Namespace) -> int:
     plain = _client(args)
     client: Client = plain
     try:
-        client = await _connect(plain, "status")
+        client = await _connect(plain, args.url, "status")
         report = await collect_status(client, keys)
     finally:
         await client.aclose()
@@ -289,7 +295,7 @@ async def _run_worker(
     try:
         work = _together([build(client, s) for s in streams])  # ArgumentError before connecting
         with log_to_stderr(args.log_level):
-            connected = await _connect(plain, f"{args.command}: PING")
+            connected = await _connect(plain, args.url, f"{args.command}: PING")
             if connected is not client:  # a cluster: built again for it (hash tags)
                 client = connected
                 work = _together([build(client, s) for s in streams])

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from aioredstream import Consumer, Delayer, Keys, Message, Producer
+from aioredstream import Consumer, Delayer, Keys, Message, Producer, ServerError
 from aioredstream.cli import _connect, main
 from aioredstream.testing import ClusterDeployment
 
@@ -65,7 +65,7 @@ async def test_status_on_a_cluster_finds_every_primarys_streams_and_groups_shard
 
 async def test_a_cluster_node_url_gives_a_cluster_client(cluster: ClusterDeployment) -> None:
     plain = Redis.from_url(cluster.nodes[0].url)
-    client = await _connect(plain, "test")
+    client = await _connect(plain, cluster.nodes[0].url, "test")
     try:
         assert isinstance(client, RedisCluster)
         assert len(client.get_primaries()) == 3
@@ -107,3 +107,14 @@ def read_ids(path: Path) -> list[int]:
     if not path.exists():
         return []
     return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+async def test_a_cluster_node_url_with_a_database_other_than_0_fails_clearly(
+    cluster: ClusterDeployment,
+) -> None:
+    url = cluster.nodes[0].url.rsplit("/", 1)[0] + "/3"
+    plain = Redis.from_url(url)
+    # Redis: "SELECT is not allowed in cluster mode"; Valkey: "DB index is out of range"
+    with pytest.raises(ServerError, match=r"^test: (SELECT is not allowed|DB index is out)"):
+        await _connect(plain, url, "test")
+    await plain.aclose()
