@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from aioredstream import Producer
+from aioredstream import Model, Producer
 from aioredstream.cli import format_age, main
 from aioredstream.testing import ServerProcess, free_port
 
@@ -183,3 +183,42 @@ async def test_console_script_runs_as_a_process(client: Redis, server: ServerPro
     assert failed.returncode == 1
     assert failed.stderr.startswith("aioredstream: error: status: connection failed")
     assert "Traceback" not in failed.stderr
+
+
+class Shop(Model):
+    redstream_shards = 3
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+async def test_status_groups_shards_with_totals_and_keeps_per_shard_rows(
+    client: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = Producer(client)
+    shops = [Shop(i) for i in range(30)]
+    await producer.bulk_queue(shops)
+    await producer.delay(shops[0])
+    for name in Shop.redstream_names():
+        await client.set(f"redstream:offset:{name}:indexer", "0-0")
+    await producer.queue(Post(1))  # posts: not sharded
+    await client.xadd("redstream:stream:posts-7", {"payload": b'{"id":1}'})  # one: no group
+
+    report = await status_json(capsys, "--url", redis_url)
+    names = [s["name"] for s in report["streams"]]
+    assert names == ["posts", "posts-7", "shops-0", "shops-1", "shops-2"]
+    [group] = report["groups"]
+    assert group["name"] == "shops"
+    assert group["shards"] == ["shops-0", "shops-1", "shops-2"]
+    assert (group["length"], group["delay_length"]) == (30, 1)
+    assert group["lag"] == {"indexer": 30}
+    assert group["lag_exact"] is True
+    assert sum(s["length"] for s in report["streams"][2:]) == 30
+
+    assert await run("status", "--url", redis_url) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "5 streams (no namespace, 1 sharded)"
+    assert lines[4].split()[:5] == ["shops", "(3", "shards)", "30", "1"]
+    assert lines[4].split()[-3:] == ["indexer", "(total)", "30"]
+    assert [line.split()[0] for line in lines[5:]] == ["shops-0", "shops-1", "shops-2"]
+    assert all(line.startswith("  shops-") for line in lines[5:])

@@ -105,6 +105,8 @@ def test_worker_errors_are_one_line(
         ["trimmer", "users"],
         ["consume", "users", "--handler", "m:f"],
         ["consume", "users", "--name", "x", "--handler", "m:f", "--log-level", "chatty"],
+        ["delayer", "users", "--delay", "1", "--shards", "0"],
+        ["delayer", "users", "--delay", "1", "--shards", "four"],
     ],
 )
 def test_worker_usage_errors_exit_2(argv: list[str]) -> None:

@@ -11,10 +11,13 @@ lock wake-up list      ``[<ns>:]redstream:lock:<lock name>.notify``
 With ``hash_tags=True`` (required on a Redis Cluster) the name part is wrapped in
 braces: ``redstream:stream:{<name>}``, ``redstream:stream:{<name>}.delay``,
 ``redstream:offset:{<stream>}:<consumer>``, ``redstream:lock:{<lock name>}`` and
-``redstream:lock:{<lock name>}.notify``. A cluster hashes only the part between
-the first ``{`` and ``}``, so a stream, its delay stream and its consumers'
-offsets share one slot (a delayer can move a message and commit its offset on one
-node), and a lock and its wake-up list share one. The Ruby layout is what the gem
+``redstream:lock:{<lock name>}.notify``; a delay stream read as a stream of its own
+(the delayer's consumer) keeps its base name's tag: ``stream("users.delay")`` is
+``redstream:stream:{users}.delay`` and its offsets ``redstream:offset:{users}.delay:<c>``.
+A cluster hashes only the part between the first ``{`` and ``}``, so a stream, its
+delay stream and all their consumers' offsets share one slot (a delayer can copy a
+message, delete it and commit its offset on one node), and a lock and its wake-up
+list share one. The Ruby layout is what the gem
 reads and writes; a gem on a cluster would need the same tags (it has none), so
 Ruby interop means the Ruby layout, on a single node or behind Sentinel.
 
@@ -28,7 +31,7 @@ import re
 
 from .errors import ArgumentError
 
-__all__ = ["DELAY_SUFFIX", "MAX_NAME_LENGTH", "Keys", "check_name"]
+__all__ = ["DELAY_SUFFIX", "MAX_NAME_LENGTH", "Keys", "check_name", "untag"]
 
 DELAY_SUFFIX = ".delay"
 MAX_NAME_LENGTH = 256
@@ -83,14 +86,21 @@ class Keys:
         # Names never contain braces (check_name), so the tag is exactly the name.
         return f"{{{name}}}" if self.hash_tags else name
 
+    def _stream_tag(self, name: str) -> str:
+        # "<x>.delay" is tagged as {<x>}.delay: the delayer reads it as a stream of its
+        # own, yet it, its offset and <x> must share <x>'s slot.
+        if self.hash_tags and name.endswith(DELAY_SUFFIX) and len(name) > len(DELAY_SUFFIX):
+            return f"{{{name.removesuffix(DELAY_SUFFIX)}}}{DELAY_SUFFIX}"
+        return self._tag(name)
+
     def stream(self, name: str) -> str:
-        return f"{self.prefix}stream:{self._tag(name)}"
+        return f"{self.prefix}stream:{self._stream_tag(name)}"
 
     def delay_stream(self, name: str) -> str:
         return f"{self.prefix}stream:{self._tag(name)}{DELAY_SUFFIX}"
 
     def offset(self, stream_name: str, consumer_name: str) -> str:
-        return f"{self.prefix}offset:{self._tag(stream_name)}:{consumer_name}"
+        return f"{self.prefix}offset:{self._stream_tag(stream_name)}:{consumer_name}"
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{self._tag(name)}"
@@ -104,4 +114,13 @@ class Keys:
 
     def offset_pattern(self, stream_name: str) -> str:
         # Braces are not special in SCAN patterns, so the tagged form matches literally.
-        return f"{self.prefix}offset:{self._tag(stream_name)}:*"
+        return f"{self.prefix}offset:{self._stream_tag(stream_name)}:*"
+
+
+def untag(name: str) -> str:
+    """A stream name as found in a key of either layout: ``{users}.delay`` -> ``users.delay``."""
+    if name.startswith("{"):
+        tag, brace, rest = name[1:].partition("}")
+        if brace:
+            return tag + rest
+    return name

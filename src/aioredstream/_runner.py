@@ -13,13 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 
-from . import _wire
 from .consumer import Handler
 from .errors import ArgumentError
 
-__all__ = ["LOG_LEVELS", "check_server", "load_handler", "log_to_stderr", "run_until_signalled"]
+__all__ = ["LOG_LEVELS", "load_handler", "log_to_stderr", "run_until_signalled"]
 
 logger = logging.getLogger("aioredstream.cli")
 
@@ -85,15 +83,6 @@ def log_to_stderr(level: str) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
-
-
-async def check_server(client: Redis, command: str) -> None:
-    """One PING, so a wrong URL or a server that is down fails at once with exit status 1.
-
-    Once running, the workers log server errors and retry after their backoff instead.
-    """
-    with _wire.translate_errors(f"{command}: PING"):
-        await client.ping()
 
 
 async def run_until_signalled(work: Callable[[], Coroutine[Any, Any, object]], what: str) -> int:

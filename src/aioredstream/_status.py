@@ -3,20 +3,25 @@
 Read-only: SCAN for stream and offset keys, then XLEN / XRANGE / GET per stream.
 Ages come from the server's clock (``TIME``) against the millisecond part of
 entry ids, so a skewed client clock does not matter.
+
+Keys of both layouts are found (the Ruby one and the hash-tagged one of a cluster:
+``stream:{users}.delay`` is the stream ``users.delay``); on a ``RedisCluster``,
+SCAN runs on every primary. Shards (``users-0`` ... ``users-3``, at least two of
+them) are also summed up in a :class:`ShardGroup` named ``users``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
-from ._keys import DELAY_SUFFIX, Keys
+from ._keys import DELAY_SUFFIX, Keys, untag
+from ._streams import Client
 from ._wire import translate_errors
 
-__all__ = ["ConsumerStatus", "StreamStatus", "StatusReport", "collect_status"]
+__all__ = ["ConsumerStatus", "ShardGroup", "StatusReport", "StreamStatus", "collect_status"]
 
 # Lag is counted by paging XRANGE; past this many entries it is reported as a lower bound.
 LAG_COUNT_LIMIT = 1_000_000
@@ -43,10 +48,25 @@ class StreamStatus:
 
 
 @dataclass
+class ShardGroup:
+    """The shards ``<name>-<n>`` of one sharded stream, summed up (the streams stay listed)."""
+
+    name: str
+    shards: list[str]
+    length: int
+    delay_length: int
+    oldest_delay_age_s: float | None
+    #: per consumer name (``"delayer (delay)"`` for delay-stream consumers): lag over all shards
+    lag: dict[str, int]
+    lag_exact: bool
+
+
+@dataclass
 class StatusReport:
     namespace: str | None
     server_time_ms: int
     streams: list[StreamStatus]
+    groups: list[ShardGroup] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,32 +87,93 @@ async def _ids(reply: Awaitable[Any]) -> list[str]:
     return [_text(entry_id) for entry_id, _ in rows]
 
 
-async def _scan(client: Redis, pattern: str, kind: str | None = None) -> list[str]:
+async def _scan(client: Client, pattern: str, kind: str | None = None) -> list[str]:
     return sorted([_text(key) async for key in client.scan_iter(match=pattern, _type=kind)])
 
 
-async def collect_status(client: Redis, keys: Keys) -> StatusReport:
-    """Everything ``aioredstream status`` shows, for the namespace of ``keys``."""
+async def collect_status(client: Client, keys: Keys) -> StatusReport:
+    """Everything ``aioredstream status`` shows, for the namespace of ``keys`` (either layout)."""
     with translate_errors("status"):
         seconds, micros = await client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         stream_prefix = f"{keys.prefix}stream:"
         offset_prefix = f"{keys.prefix}offset:"
+        tagged: set[str] = set()  # base names found in the hash-tag layout
+
+        def name_of(raw: str) -> str:
+            name = untag(raw)
+            if name != raw:
+                tagged.add(name.removesuffix(DELAY_SUFFIX))
+            return name
+
         found = await _scan(client, keys.stream_pattern(), "stream")
-        names = {key[len(stream_prefix) :] for key in found}
+        names = {name_of(key[len(stream_prefix) :]) for key in found}
         offsets: dict[str, list[tuple[str, str]]] = {}
         for key in await _scan(client, offset_prefix + "*", "string"):
-            stream, _, consumer = key[len(offset_prefix) :].partition(":")
-            if consumer:
+            # Consumer names never contain ':' (check_name), so the last one splits.
+            stream, _, consumer = key[len(offset_prefix) :].rpartition(":")
+            if stream and consumer:
+                stream = name_of(stream)
                 offsets.setdefault(stream, []).append((consumer, key))
                 names.add(stream)
-        bases = sorted({n.removesuffix(DELAY_SUFFIX) for n in names})
-        streams = [await _stream(client, keys, name, offsets, now_ms) for name in bases]
-    return StatusReport(namespace=keys.namespace, server_time_ms=now_ms, streams=streams)
+        bases = sorted({n.removesuffix(DELAY_SUFFIX) for n in names}, key=_shard_order)
+        streams = []
+        for name in bases:
+            layout = Keys(keys.namespace, hash_tags=name in tagged)
+            streams.append(await _stream(client, layout, name, offsets, now_ms))
+    return StatusReport(
+        namespace=keys.namespace,
+        server_time_ms=now_ms,
+        streams=streams,
+        groups=shard_groups(streams),
+    )
+
+
+_SHARD = re.compile(r"^(.+)-(\d+)$")
+
+
+def _shard_order(name: str) -> tuple[str, int, str]:
+    """``users-2`` before ``users-10``; other names alphabetically."""
+    match = _SHARD.match(name)
+    return (match.group(1), int(match.group(2)), "") if match else (name, -1, name)
+
+
+def shard_groups(streams: list[StreamStatus]) -> list[ShardGroup]:
+    """A group per base name with at least two ``<base>-<n>`` streams."""
+    members: dict[str, list[StreamStatus]] = {}
+    for stream in streams:
+        match = _SHARD.match(stream.name)
+        if match:
+            members.setdefault(match.group(1), []).append(stream)
+    groups = []
+    for name, shards in members.items():
+        if len(shards) < 2:
+            continue
+        lag: dict[str, int] = {}
+        exact = True
+        for shard in shards:
+            tagged = [(c, "") for c in shard.consumers]
+            tagged += [(c, " (delay)") for c in shard.delay_consumers]
+            for consumer, mark in tagged:
+                lag[consumer.name + mark] = lag.get(consumer.name + mark, 0) + consumer.lag
+                exact = exact and consumer.lag_exact
+        ages = [s.oldest_delay_age_s for s in shards if s.oldest_delay_age_s is not None]
+        groups.append(
+            ShardGroup(
+                name=name,
+                shards=[s.name for s in shards],
+                length=sum(s.length for s in shards),
+                delay_length=sum(s.delay_length for s in shards),
+                oldest_delay_age_s=max(ages) if ages else None,
+                lag=dict(sorted(lag.items())),
+                lag_exact=exact,
+            )
+        )
+    return groups
 
 
 async def _stream(
-    client: Redis, keys: Keys, name: str, offsets: dict[str, list[tuple[str, str]]], now_ms: int
+    client: Client, keys: Keys, name: str, offsets: dict[str, list[tuple[str, str]]], now_ms: int
 ) -> StreamStatus:
     key, delay_key = keys.stream(name), keys.delay_stream(name)
     status = StreamStatus(
@@ -112,12 +193,14 @@ async def _stream(
     return status
 
 
-async def _xlen(client: Redis, key: str) -> int:
+async def _xlen(client: Client, key: str) -> int:
     kind = _text(await client.type(key))
     return int(await client.xlen(key)) if kind == "stream" else 0
 
 
-async def _consumers(client: Redis, key: str, found: list[tuple[str, str]]) -> list[ConsumerStatus]:
+async def _consumers(
+    client: Client, key: str, found: list[tuple[str, str]]
+) -> list[ConsumerStatus]:
     result = []
     for consumer, offset_key in found:
         raw: bytes | str | None = await client.get(offset_key)
@@ -127,7 +210,7 @@ async def _consumers(client: Redis, key: str, found: list[tuple[str, str]]) -> l
     return result
 
 
-async def _lag(client: Redis, key: str, offset: str) -> tuple[int, bool]:
+async def _lag(client: Client, key: str, offset: str) -> tuple[int, bool]:
     """Entries after ``offset``: what the consumer has still to read."""
     try:
         after = _parse_id(offset)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from . import _wire
+from ._cluster import use_hash_tags
 from ._keys import Keys, check_name
 from .errors import ArgumentError
 
 __all__ = [
+    "Client",
     "block_limit_s",
     "decode",
+    "keys_for",
     "max_consumer_id",
     "max_stream_id",
     "next_id",
@@ -21,6 +25,18 @@ __all__ = [
 ]
 
 _MAX_SEQ = 2**64 - 1
+
+#: what the workers accept: one node (or a Sentinel's ``master_for()``) or a cluster
+Client: TypeAlias = Redis | RedisCluster
+
+
+def keys_for(client: Client, namespace: str | None, hash_tags: bool | None) -> Keys:
+    """The key layout for ``client``, by the producer's rule: ``None`` = tags on a cluster only.
+
+    ``hash_tags=False`` on a cluster raises :class:`ArgumentError`: the delayer's
+    copy + delete + commit and the lock's key + wake-up list must share a slot.
+    """
+    return Keys(namespace, hash_tags=use_hash_tags(client, hash_tags))
 
 
 def decode(value: bytes | str) -> str:
@@ -42,10 +58,11 @@ def next_id(message_id: str) -> str:
     return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
 
 
-def block_limit_s(client: Redis, wanted_s: float) -> float:
+def block_limit_s(client: Client, wanted_s: float) -> float:
     """How long a blocking command may block without tripping the client's socket timeout."""
+    # One node: its pool's connection kwargs; a cluster keeps them on the client.
     kwargs: dict[str, Any] = getattr(
-        getattr(client, "connection_pool", None), "connection_kwargs", {}
+        getattr(client, "connection_pool", client), "connection_kwargs", {}
     )
     socket_timeout = kwargs.get("socket_timeout")
     if socket_timeout:
@@ -53,29 +70,44 @@ def block_limit_s(client: Redis, wanted_s: float) -> float:
     return max(wanted_s, 0.01)
 
 
-async def stream_size(client: Redis, stream_name: str, namespace: str | None = None) -> int:
+async def stream_size(
+    client: Client,
+    stream_name: str,
+    namespace: str | None = None,
+    *,
+    hash_tags: bool | None = None,
+) -> int:
     """Number of entries in the stream (``XLEN``; 0 when it does not exist)."""
-    key = Keys(namespace).stream(check_name(stream_name))
+    key = keys_for(client, namespace, hash_tags).stream(check_name(stream_name))
     with _wire.translate_errors(f"XLEN {key}"):
         size: int = await client.xlen(key)
     return size
 
 
 async def max_stream_id(
-    client: Redis, stream_name: str, namespace: str | None = None
+    client: Client,
+    stream_name: str,
+    namespace: str | None = None,
+    *,
+    hash_tags: bool | None = None,
 ) -> str | None:
     """Id of the stream's newest entry, ``None`` when the stream is empty or missing."""
-    key = Keys(namespace).stream(check_name(stream_name))
+    key = keys_for(client, namespace, hash_tags).stream(check_name(stream_name))
     with _wire.translate_errors(f"XREVRANGE {key}"):
         rows: Any = await client.xrevrange(key, "+", "-", count=1)
     return decode(rows[0][0]) if rows else None
 
 
 async def max_consumer_id(
-    client: Redis, *, stream_name: str, consumer_name: str, namespace: str | None = None
+    client: Client,
+    *,
+    stream_name: str,
+    consumer_name: str,
+    namespace: str | None = None,
+    hash_tags: bool | None = None,
 ) -> str | None:
     """The consumer's committed offset (the last id it finished), ``None`` if it never committed."""
-    key = Keys(namespace).offset(
+    key = keys_for(client, namespace, hash_tags).offset(
         check_name(stream_name), check_name(consumer_name, "consumer name")
     )
     with _wire.translate_errors(f"GET {key}"):

@@ -2,10 +2,14 @@
 
 ``aioredstream status [--url URL] [--namespace NS] [--json]`` shows, per stream, its
 length, its delay backlog and the age of the oldest delay message, and per consumer
-its committed offset and lag.
+its committed offset and lag; shards (``users-0`` ...) are summed up under their name.
+
+Every command asks the server at ``--url`` for ``INFO cluster``: a cluster node makes
+it use a ``RedisCluster`` client (every primary, the hash-tag layout).
 
 ``aioredstream delayer STREAM --delay S``, ``aioredstream trimmer STREAM --consumers a,b``
 and ``aioredstream consume STREAM --name NAME --handler module:function`` run one worker
+(with ``--shards N``: one per shard ``STREAM-0`` ... ``STREAM-<N-1>``, in one process)
 until SIGINT or SIGTERM, then release its lock and exit with 0. They check their
 arguments, import the handler and PING the server before starting, so a bad value, a
 missing handler, a wrong URL or a server that is down exit with 1 at once; once running,
@@ -25,19 +29,26 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TextIO
+from typing import Any
 
+import anyio
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from ._keys import Keys
-from ._runner import LOG_LEVELS, check_server, load_handler, log_to_stderr, run_until_signalled
-from ._status import ConsumerStatus, StatusReport, collect_status
+from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
+from ._sharding import stream_names
+from ._status import collect_status
+from ._streams import Client
+from ._table import format_age, render_table
+from ._wire import translate_errors
 from .consumer import Consumer
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
 from .trimmer import Trimmer
 
-__all__ = ["main"]
+__all__ = ["format_age", "main", "render_table"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -61,11 +72,40 @@ def _connection_options() -> argparse.ArgumentParser:
     return parent
 
 
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30}
+
+
 def _client(args: argparse.Namespace) -> Redis:
     try:
-        return Redis.from_url(args.url, socket_connect_timeout=5, socket_timeout=30)
+        return Redis.from_url(args.url, **_CLIENT_OPTIONS)
     except ValueError as exc:
         raise ArgumentError(f"--url {args.url!r} is not a usable Redis URL: {exc}") from None
+
+
+async def _connect(client: Redis, url: str, what: str) -> Client:
+    """``client``, or a ``RedisCluster`` (``client`` closed) when it points at a cluster node.
+
+    ``INFO cluster`` doubles as the start-up PING: a wrong URL or a server that is
+    down fails here, at once, with exit status 1.
+    """
+    with translate_errors(what):
+        info: dict[str, Any] = await client.info("cluster")
+        if not int(info.get("cluster_enabled", 0)):
+            return client
+        # From the URL again, so credentials and TLS carry over to every node. A database
+        # other than 0 usually failed above already (SELECT refused); redis-py refuses
+        # it for a cluster client in any case.
+        try:
+            cluster = RedisCluster.from_url(url, **_CLIENT_OPTIONS)
+        except RedisClusterException as exc:
+            raise ArgumentError(f"--url {url!r} points at a cluster node: {exc}") from None
+        await client.aclose()
+        try:
+            await cluster.initialize()
+        except BaseException:
+            await cluster.aclose()
+            raise
+        return cluster
 
 
 def _keys(args: argparse.Namespace) -> Keys:
@@ -89,8 +129,10 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def _status(args: argparse.Namespace) -> int:
     keys = _keys(args)
-    client = _client(args)
+    plain = _client(args)
+    client: Client = plain
     try:
+        client = await _connect(plain, args.url, "status")
         report = await collect_status(client, keys)
     finally:
         await client.aclose()
@@ -102,61 +144,29 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
-
-
-def _lag(consumer: ConsumerStatus) -> str:
-    return str(consumer.lag) if consumer.lag_exact else f">={consumer.lag}"
-
-
-def render_table(report: StatusReport, out: TextIO) -> None:
-    """One row per stream, then one per consumer (delay-stream consumers marked)."""
-    where = f"namespace {report.namespace!r}" if report.namespace else "no namespace"
-    if not report.streams:
-        out.write(f"no streams ({where})\n")
-        return
-    header = ("STREAM", "LENGTH", "DELAYED", "OLDEST DELAY", "CONSUMER", "OFFSET", "LAG")
-    rows: list[tuple[str, ...]] = []
-    for stream in report.streams:
-        first = (
-            stream.name,
-            str(stream.length),
-            str(stream.delay_length),
-            format_age(stream.oldest_delay_age_s),
-        )
-        consumers = [(c.name, c.offset, _lag(c)) for c in stream.consumers]
-        consumers += [(f"{c.name} (delay)", c.offset, _lag(c)) for c in stream.delay_consumers]
-        rows.append(first + (consumers[0] if consumers else ("-", "", "")))
-        rows.extend(("", "", "", "", *rest) for rest in consumers[1:])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    right = {1, 2, 3, 6}  # numbers and ages align right
-    out.write(f"{len(report.streams)} streams ({where})\n")
-    for row in [header, *rows]:
-        cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.write("  ".join(cells).rstrip() + "\n")
-
-
 # -- workers -----------------------------------------------------------------------------
+
+
+def _shard_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
 
 
 def _worker_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("stream", metavar="STREAM", help="stream name, e.g. users")
+    parent.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=None,
+        metavar="N",
+        help="STREAM is sharded over N streams: run one worker on each of STREAM-0 .. STREAM-<N-1>",
+    )
     parent.add_argument(
         "--log-level",
         type=str.upper,
@@ -181,13 +191,11 @@ def _add_delayer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 async def _delayer(args: argparse.Namespace) -> int:
-    def build(client: Redis) -> Work:
-        delayer = Delayer(
-            client, stream_name=args.stream, delay=args.delay, namespace=args.namespace
-        )
+    def build(client: Client, stream: str) -> Work:
+        delayer = Delayer(client, stream_name=stream, delay=args.delay, namespace=args.namespace)
         return delayer.run
 
-    return await _run_worker(args, build, f"delayer on {args.stream}")
+    return await _run_worker(args, build, "delayer")
 
 
 def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -214,17 +222,17 @@ def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 async def _trimmer(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.consumers.split(",") if name.strip()]
 
-    def build(client: Redis) -> Work:
+    def build(client: Client, stream: str) -> Work:
         trimmer = Trimmer(
             client,
-            stream_name=args.stream,
+            stream_name=stream,
             consumer_names=names,
             interval=args.interval,
             namespace=args.namespace,
         )
         return trimmer.run
 
-    return await _run_worker(args, build, f"trimmer on {args.stream}")
+    return await _run_worker(args, build, "trimmer")
 
 
 def _add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -247,10 +255,10 @@ def _add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 async def _consume(args: argparse.Namespace) -> int:
-    def build(client: Redis) -> Work:
+    def build(client: Client, stream: str) -> Work:
         consumer = Consumer(
             client,
-            stream_name=args.stream,
+            stream_name=stream,
             name=args.name,
             namespace=args.namespace,
             batch_size=args.batch_size,
@@ -258,16 +266,39 @@ async def _consume(args: argparse.Namespace) -> int:
         handler = load_handler(args.handler)
         return lambda: consumer.run(handler)
 
-    return await _run_worker(args, build, f"consumer {args.name} on {args.stream}")
+    return await _run_worker(args, build, f"consumer {args.name}")
 
 
-async def _run_worker(args: argparse.Namespace, build: Callable[[Redis], Work], what: str) -> int:
+def _together(works: list[Work]) -> Work:
+    """One worker per shard in one task group: each keeps its own lock and backoff."""
+    if len(works) == 1:
+        return works[0]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            for work in works:
+                tg.start_soon(work)
+
+    return run
+
+
+async def _run_worker(
+    args: argparse.Namespace, build: Callable[[Client, str], Work], kind: str
+) -> int:
     """Check the arguments, PING, then run until a signal; the client is closed in any case."""
-    client = _client(args)
+    streams = stream_names(args.stream, args.shards)
+    what = f"{kind} on {args.stream}"
+    if args.shards is not None:
+        what += f" ({args.shards} shards: {streams[0]} .. {streams[-1]})"
+    plain = _client(args)
+    client: Client = plain
     try:
-        work = build(client)  # ArgumentError before any connection
+        work = _together([build(client, s) for s in streams])  # ArgumentError before connecting
         with log_to_stderr(args.log_level):
-            await check_server(client, args.command)
+            connected = await _connect(plain, args.url, f"{args.command}: PING")
+            if connected is not client:  # a cluster: built again for it (hash tags)
+                client = connected
+                work = _together([build(client, s) for s in streams])
             return await run_until_signalled(work, what)
     finally:
         await client.aclose()

@@ -6,12 +6,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
 
 from . import _wire
-from ._keys import Keys, check_name
-from ._streams import block_limit_s, decode
+from ._keys import check_name
+from ._streams import Client, block_limit_s, decode, keys_for
 from ._worker import check_seconds, run_forever, run_step_once
 from .errors import ArgumentError, MessageError
 from .lock import Lock, worker_lock_name
@@ -33,12 +32,14 @@ class Consumer:
     stored under ``offset:<stream_name>:<name>``, as the gem stores it.
 
     ``block`` is how long one read waits for new entries and ``backoff`` how long
-    :meth:`run` sleeps after an error (seconds).
+    :meth:`run` sleeps after an error (seconds). ``client`` may be a ``RedisCluster``
+    (each command goes to the node of its key); ``hash_tags`` picks the key layout as
+    for the producer: ``None`` means on for a cluster, off otherwise.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         *,
         stream_name: str,
         name: str,
@@ -46,6 +47,7 @@ class Consumer:
         batch_size: int = 1000,
         block: float = 5.0,
         backoff: float = 5.0,
+        hash_tags: bool | None = None,
     ) -> None:
         check_name(stream_name)  # "<x>.delay" is allowed: the delayer consumes those
         check_name(name, "consumer name")
@@ -56,12 +58,16 @@ class Consumer:
         self.batch_size = batch_size
         self.block = check_seconds(block, "block", positive=True)
         self.backoff = check_seconds(backoff, "backoff")
-        keys = Keys(namespace)
+        keys = keys_for(client, namespace, hash_tags)
+        self.keys = keys
         self._client = client
         self._stream_key = keys.stream(stream_name)
         self._offset_key = keys.offset(stream_name, name)
         self.lock = Lock(
-            client, worker_lock_name("consumer", stream_name, name), namespace=namespace
+            client,
+            worker_lock_name("consumer", stream_name, name),
+            namespace=namespace,
+            hash_tags=keys.hash_tags,
         )
 
     async def max_committed_id(self) -> str | None:

@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 
 from . import _wire
-from ._keys import DELAY_SUFFIX, Keys, check_name
-from ._streams import parse_id
+from ._cluster import is_cluster
+from ._keys import DELAY_SUFFIX, check_name
+from ._streams import Client, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
 from .consumer import Consumer, valid_messages
 from .errors import ArgumentError
@@ -33,12 +33,17 @@ class Delayer:
 
     It is the consumer named ``delayer`` on ``<stream_name>.delay`` (same lock and
     offset keys as the gem's). Age is judged by the server's clock (``TIME``)
-    against the millisecond part of the entry id, which that same clock wrote.
+    against the millisecond part of the entry id, which that same clock wrote (on a
+    cluster, ``TIME`` asks the node that owns the delay stream).
+
+    ``client`` may be a ``RedisCluster``; ``hash_tags`` picks the layout as for the
+    producer. With hash tags, ``<name>``, ``<name>.delay`` and the delayer's offset
+    share a slot, so copy + delete + commit is one pipeline to one node.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         *,
         stream_name: str,
         delay: float,
@@ -46,6 +51,7 @@ class Delayer:
         batch_size: int = 1000,
         block: float = 5.0,
         backoff: float = 5.0,
+        hash_tags: bool | None = None,
     ) -> None:
         check_name(stream_name)
         if stream_name.endswith(DELAY_SUFFIX):
@@ -62,8 +68,9 @@ class Delayer:
             batch_size=batch_size,
             block=block,
             backoff=backoff,
+            hash_tags=hash_tags,
         )
-        keys = Keys(namespace)
+        keys = self.consumer.keys
         self._client = client
         self._stream_key = keys.stream(stream_name)
         self._delay_key = keys.delay_stream(stream_name)
@@ -103,8 +110,12 @@ class Delayer:
         return done
 
     async def _server_time_ms(self) -> int:
+        client: Any = self._client
+        options: dict[str, Any] = {}
+        if is_cluster(client):  # the clock that wrote the delay stream's ids
+            options["target_nodes"] = client.get_node_from_key(self._delay_key)
         with _wire.translate_errors("TIME"):
-            seconds, micros = await self._client.time()
+            seconds, micros = await client.time(**options)
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def _deliver(self, entries: list[Entry]) -> int:

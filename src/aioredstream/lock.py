@@ -24,11 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 
 from . import _wire
-from ._keys import Keys, check_name
-from ._streams import block_limit_s
+from ._keys import check_name
+from ._streams import Client, block_limit_s, keys_for
 from .errors import ArgumentError
 
 __all__ = ["Lock"]
@@ -48,13 +47,19 @@ end
 return {0, redis.call('pttl', KEYS[1])}
 """
 
-# Single-key scripts and a separate transaction on the notify list: in a cluster
-# the two keys live in different slots.
+# Single-key scripts, so they run anywhere: in the Ruby layout the lock key and its
+# notify list live in different cluster slots (the hash-tag layout joins them).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 end
 return 0
+"""
+
+# Exactly one element, so one waiter wakes per release (the gem's MULTI of DEL + RPUSH).
+_NOTIFY = """
+redis.call('del', KEYS[1])
+return redis.call('rpush', KEYS[1], '1')
 """
 
 _RELEASE_TIMEOUT_S = 1.0
@@ -65,17 +70,19 @@ class Lock:
 
     ``expiry`` and ``refresh`` are seconds (the gem's 5 and 3); the refresh must come
     well before the expiry. Use :meth:`acquire` to run a body under the lock and
-    :meth:`wait` to block until a holder releases it.
+    :meth:`wait` to block until a holder releases it. ``client`` may be a
+    ``RedisCluster``; ``hash_tags`` picks the key layout as for the producer.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         name: str,
         *,
         namespace: str | None = None,
         expiry: float = 5.0,
         refresh: float = 3.0,
+        hash_tags: bool | None = None,
     ) -> None:
         # Lock names are composite (``consumer:<stream>:<name>``): their parts are
         # checked by the workers; here only emptiness and control characters matter.
@@ -85,7 +92,7 @@ class Lock:
             raise ArgumentError(f"expiry must be seconds > 0, got {expiry!r}")
         if not isinstance(refresh, int | float) or not 0 < refresh < expiry:
             raise ArgumentError(f"refresh must be seconds > 0 and < expiry, got {refresh!r}")
-        keys = Keys(namespace)
+        keys = keys_for(client, namespace, hash_tags)
         self.name = name
         self.key = keys.lock(name)
         self.notify_key = keys.lock_notify(name)
@@ -160,10 +167,7 @@ class Lock:
             try:
                 with _wire.translate_errors(f"release lock {self.key}"):
                     await self._client.eval(_RELEASE, 1, self.key, self.token)
-                    async with self._client.pipeline(transaction=True) as pipe:
-                        pipe.delete(self.notify_key)
-                        pipe.rpush(self.notify_key, "1")
-                        await pipe.execute()
+                    await self._client.eval(_NOTIFY, 1, self.notify_key)
             except Exception as exc:
                 # It expires on its own; the body's outcome matters more than this.
                 logger.warning("could not release lock %s: %s", self.key, exc)

@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 
 from . import _wire
-from ._keys import Keys, check_name
-from ._streams import decode, next_id, parse_id
+from ._keys import check_name
+from ._streams import Client, decode, keys_for, next_id, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
 from .errors import ArgumentError, ServerError
 from .lock import Lock, worker_lock_name
@@ -30,18 +29,20 @@ class Trimmer:
     has not read yet. A named consumer that never committed holds nothing back
     (as in the gem): start consumers before trimmers, or commit an offset first.
     Runs under the lock ``trimmer:<stream_name>`` and sleeps ``interval`` seconds
-    when there is nothing to trim.
+    when there is nothing to trim. ``client`` may be a ``RedisCluster`` (the offsets
+    share the stream's slot, so one MGET reads them); ``hash_tags`` as for the producer.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         *,
         stream_name: str,
         consumer_names: Iterable[str],
         interval: float = 30.0,
         namespace: str | None = None,
         backoff: float = 5.0,
+        hash_tags: bool | None = None,
     ) -> None:
         check_name(stream_name)
         if isinstance(consumer_names, str | bytes):
@@ -53,12 +54,18 @@ class Trimmer:
         self.consumer_names = names
         self.interval = check_seconds(interval, "interval")
         self.backoff = check_seconds(backoff, "backoff")
-        keys = Keys(namespace)
+        keys = keys_for(client, namespace, hash_tags)
+        self.keys = keys
         self._client = client
         self._stream_key = keys.stream(stream_name)
         self._offset_keys = [keys.offset(stream_name, name) for name in names]
         self._minid = True  # XTRIM MINID (Redis >= 6.2, Valkey); else XRANGE + XDEL
-        self.lock = Lock(client, worker_lock_name("trimmer", stream_name), namespace=namespace)
+        self.lock = Lock(
+            client,
+            worker_lock_name("trimmer", stream_name),
+            namespace=namespace,
+            hash_tags=keys.hash_tags,
+        )
 
     async def run(self) -> None:
         """Trim until cancelled, holding the lock; errors are logged, then ``backoff``."""
