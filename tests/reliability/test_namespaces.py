@@ -14,7 +14,8 @@ async def test_namespaces_isolate_two_applications(client: Redis) -> None:
     async with shop.bulk([User(1), User(2)]):
         pass
     await blog.queue(User(3), delay_message_id=await blog.delay(User(3)))
-    keys = sorted(k.decode() for k in await client.keys("*"))
+    raw_keys: list[bytes] = await client.keys("*")  # type: ignore[assignment]
+    keys = sorted(k.decode() for k in raw_keys)
     assert keys == [
         "blog:redstream:stream:users",
         "blog:redstream:stream:users.delay",
