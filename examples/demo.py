@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from redis.asyncio import Redis
 
+import sync_demo  # examples/sync_demo.py: consumer, delayer and trimmer at work
 from aioredstream import Model, Producer
 from aioredstream.testing import ServerProcess, find_server_binary
 
@@ -92,6 +93,14 @@ async def main() -> None:
             )
             await produce(client)
             await report(client)
+            await client.delete(
+                *[
+                    key
+                    async for key in client.scan_iter(match=f"{sync_demo.NAMESPACE}:redstream:*")
+                ],
+                "x",
+            )
+            await sync_demo.run(client)
         finally:
             await client.aclose()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
 
 from aioredstream import Model
@@ -40,3 +42,14 @@ async def in_use(client: Redis) -> int:
     """Connections of the client's pool that are checked out right now."""
     pool: Any = client.connection_pool
     return len(pool._in_use_connections)
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail (not time) the test if it never does."""
+    with anyio.fail_after(timeout_s):
+        while not await condition():  # noqa: ASYNC110 - polling server state, no event exists
+            await anyio.sleep(0.02)
+
+
+def decoded(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value

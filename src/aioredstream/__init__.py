@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from ._keys import Keys
 from ._records import Model, Registry, default_registry, register
+from ._streams import max_consumer_id, max_stream_id, stream_size
+from .consumer import Consumer
+from .delayer import Delayer
 from .errors import (
     ArgumentError,
+    MessageError,
     PayloadError,
     RecordError,
     RedstreamError,
@@ -15,11 +19,19 @@ from .errors import (
     ServerTimeoutError,
     UnsupportedError,
 )
+from .lock import Lock
+from .message import Message
 from .producer import Producer
+from .trimmer import Trimmer
 
 __all__ = [
     "ArgumentError",
+    "Consumer",
+    "Delayer",
     "Keys",
+    "Lock",
+    "Message",
+    "MessageError",
     "Model",
     "PayloadError",
     "Producer",
@@ -30,9 +42,13 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "Trimmer",
     "UnsupportedError",
     "default_registry",
+    "max_consumer_id",
+    "max_stream_id",
     "register",
+    "stream_size",
 ]
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ The tree::
     ├── RecordError          a record cannot be streamed (no stream name, no payload method)
     │   └── PayloadError     a record's payload cannot be serialised to JSON
     ├── ArgumentError        an argument is out of range or inconsistent (ids vs records, names)
+    ├── MessageError         a stream entry has no ``payload`` field, or it is not UTF-8 JSON
     ├── ReplicationError     WAIT / WAITAOF got fewer acknowledgements than required
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
     ├── ServerError          the server answered a command with an error reply
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentError",
+    "MessageError",
     "PayloadError",
     "RecordError",
     "RedstreamError",
@@ -55,6 +57,18 @@ class PayloadError(RecordError, ValueError):
 
 class ArgumentError(RedstreamError, ValueError):
     """An argument is invalid: a bad name, a count that does not match, a negative duration."""
+
+
+class MessageError(RedstreamError, ValueError):
+    """A stream entry has no ``payload`` field, or its payload is not UTF-8 JSON.
+
+    Workers never hand such entries to a handler: they log them and move past
+    them (see :class:`aioredstream.Consumer`). ``message_id`` names the entry.
+    """
+
+    def __init__(self, message: str, *, message_id: str) -> None:
+        super().__init__(message)
+        self.message_id = message_id
 
 
 class ReplicationError(RedstreamError):

@@ -1,0 +1,70 @@
+"""What the consumer, delayer and trimmer share: argument checks and the run loops."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from .errors import ArgumentError
+from .lock import Lock
+
+__all__ = ["LOCK_WAIT_S", "check_seconds", "run_forever", "run_step_once"]
+
+#: the longest a standby waits on the notify list before trying the lock again (the gem's 5 s)
+LOCK_WAIT_S = 5.0
+
+T = TypeVar("T")
+
+
+def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
+    """``value`` as seconds; refuses bools, non-numbers, negatives (and zero if ``positive``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (value > 0 if positive else value >= 0):  # type: ignore[operator]
+        bound = "> 0" if positive else ">= 0"
+        raise ArgumentError(f"{what} must be seconds {bound}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+async def run_step_once(lock: Lock, step: Callable[[], Awaitable[T]], default: T) -> T:
+    """One ``step`` under the lock (the gem's ``run_once``); without the lock, stand by."""
+    result = default
+
+    async def work() -> None:
+        nonlocal result
+        result = await step()
+
+    if not await lock.acquire(work):
+        await lock.standby(LOCK_WAIT_S)
+    return result
+
+
+async def run_forever(
+    lock: Lock,
+    step: Callable[[], Awaitable[object]],
+    *,
+    logger: logging.Logger,
+    what: str,
+    backoff: float,
+) -> None:
+    """Repeat ``step`` under the lock until cancelled.
+
+    Unlike the gem, which releases and re-takes the lock around every batch (so
+    same-named workers take turns), the lock is held across steps: one worker
+    works and the others stand by until it stops, fails, or vanishes. An error
+    releases the lock, is logged, and is followed by ``backoff`` seconds.
+    """
+
+    async def work() -> None:
+        while True:
+            await step()
+
+    while True:
+        try:
+            if not await lock.acquire(work):
+                await lock.standby(LOCK_WAIT_S)
+        except Exception:
+            logger.exception("%s failed; retrying in %.1fs", what, backoff)
+            await anyio.sleep(backoff)

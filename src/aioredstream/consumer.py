@@ -1,0 +1,144 @@
+"""The consumer: read a stream in batches under a lock, hand them to a handler, commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.client import NEVER_DECODE
+
+from . import _wire
+from ._keys import Keys, check_name
+from ._streams import block_limit_s, decode
+from ._worker import check_seconds, run_forever, run_step_once
+from .errors import ArgumentError, MessageError
+from .lock import Lock, worker_lock_name
+from .message import Message, decode_fields
+
+__all__ = ["Consumer", "Handler"]
+
+logger = logging.getLogger("aioredstream.consumer")
+
+Handler = Callable[[list[Message]], Awaitable[object]]
+
+
+class Consumer:
+    """Reads ``stream_name`` in batches of at most ``batch_size`` for one named consumer.
+
+    Several processes may run the same ``(stream_name, name)``: the lock
+    ``consumer:<stream_name>:<name>`` lets one work while the others stand by.
+    The committed offset (the id of the last entry of the last finished batch) is
+    stored under ``offset:<stream_name>:<name>``, as the gem stores it.
+
+    ``block`` is how long one read waits for new entries and ``backoff`` how long
+    :meth:`run` sleeps after an error (seconds).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        stream_name: str,
+        name: str,
+        namespace: str | None = None,
+        batch_size: int = 1000,
+        block: float = 5.0,
+        backoff: float = 5.0,
+    ) -> None:
+        check_name(stream_name)  # "<x>.delay" is allowed: the delayer consumes those
+        check_name(name, "consumer name")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.stream_name = stream_name
+        self.name = name
+        self.batch_size = batch_size
+        self.block = check_seconds(block, "block", positive=True)
+        self.backoff = check_seconds(backoff, "backoff")
+        keys = Keys(namespace)
+        self._client = client
+        self._stream_key = keys.stream(stream_name)
+        self._offset_key = keys.offset(stream_name, name)
+        self.lock = Lock(
+            client, worker_lock_name("consumer", stream_name, name), namespace=namespace
+        )
+
+    async def max_committed_id(self) -> str | None:
+        """The committed offset, ``None`` before the first commit."""
+        with _wire.translate_errors(f"GET {self._offset_key}"):
+            value: Any = await self._client.get(self._offset_key)
+        return None if value is None else decode(value)
+
+    async def run(self, handler: Handler) -> None:
+        """Handle batches until cancelled, holding the lock throughout.
+
+        A same-named consumer elsewhere stands by until this one stops, fails or
+        vanishes. Errors (the handler's, the server's) are logged, release the
+        lock, and are followed by ``backoff`` seconds.
+        """
+        await run_forever(
+            self.lock,
+            lambda: self._handle_batch(handler),
+            logger=logger,
+            what=f"consumer {self.name} on {self.stream_name}",
+            backoff=self.backoff,
+        )
+
+    async def run_once(self, handler: Handler) -> int:
+        """Handle at most one batch under the lock; return how many entries were committed.
+
+        Without the lock, wait (up to 5 s, less when the holder's key expires sooner)
+        for its release and return 0. A handler error propagates and nothing is
+        committed, so the same batch comes again.
+        """
+        return await run_step_once(self.lock, lambda: self._handle_batch(handler), 0)
+
+    async def _handle_batch(self, handler: Handler) -> int:
+        entries = await self.read()
+        if not entries:
+            return 0
+        messages = valid_messages(entries, self.stream_name)
+        if messages:
+            await handler(messages)
+        await self.commit(entries[-1][0])
+        return len(entries)
+
+    async def read(self) -> list[tuple[str, dict[str, str]]]:
+        """The next batch after the committed offset as ``(id, fields)``, ``[]`` if none came."""
+        offset = await self.max_committed_id() or "0-0"
+        block_ms = max(1, round(block_limit_s(self._client, self.block) * 1000))
+        args = ("COUNT", self.batch_size, "BLOCK", block_ms, "STREAMS", self._stream_key, offset)
+        # NEVER_DECODE: bytes whatever decode_responses says, so a payload that is not
+        # UTF-8 is skipped as malformed instead of failing the read forever.
+        execute: Any = self._client.execute_command
+        with _wire.translate_errors(f"XREAD {self._stream_key}"):
+            reply: Any = await execute("XREAD", *args, **{NEVER_DECODE: True})
+        return parse_xread(reply)
+
+    async def commit(self, message_id: str) -> None:
+        """Store ``message_id`` as the offset: reading resumes after it."""
+        with _wire.translate_errors(f"SET {self._offset_key}"):
+            await self._client.set(self._offset_key, message_id)
+
+
+def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """One stream's entries from an XREAD reply (RESP2 list or RESP3 map, bytes or str)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # redis-py's RESP3 shape: {key: [[entry, ...]]}
+        streams = [rows for value in reply.values() for rows in value]
+    else:  # RESP2: [[key, [entry, ...]]]
+        streams = [item[1] for item in reply]
+    return [(decode(raw_id), decode_fields(fields)) for rows in streams for raw_id, fields in rows]
+
+
+def valid_messages(entries: list[tuple[str, dict[str, str]]], stream_name: str) -> list[Message]:
+    """Messages of well-formed entries; malformed ones are logged and left out."""
+    messages = []
+    for message_id, fields in entries:
+        try:
+            messages.append(Message(message_id, fields))
+        except MessageError as exc:
+            logger.warning("skipping malformed entry on %s: %s", stream_name, exc)
+    return messages

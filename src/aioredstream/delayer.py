@@ -1,0 +1,131 @@
+"""The delayer: replay delay messages into their stream once they are old enough.
+
+A delay message is written before a database write; the queue message after the
+commit deletes it. One that is still there after ``delay`` seconds (longer than
+any transaction) means the writer died between commit and queue: the delayer
+copies it into ``<name>`` so the consumers re-sync that record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+
+from . import _wire
+from ._keys import DELAY_SUFFIX, Keys, check_name
+from ._streams import parse_id
+from ._worker import check_seconds, run_forever, run_step_once
+from .consumer import Consumer, valid_messages
+from .errors import ArgumentError
+
+__all__ = ["Delayer"]
+
+logger = logging.getLogger("aioredstream.delayer")
+
+Entry = tuple[str, dict[str, str]]
+
+
+class Delayer:
+    """Copies entries of ``<stream_name>.delay`` older than ``delay`` seconds to ``<stream_name>``.
+
+    It is the consumer named ``delayer`` on ``<stream_name>.delay`` (same lock and
+    offset keys as the gem's). Age is judged by the server's clock (``TIME``)
+    against the millisecond part of the entry id, which that same clock wrote.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        stream_name: str,
+        delay: float,
+        namespace: str | None = None,
+        batch_size: int = 1000,
+        block: float = 5.0,
+        backoff: float = 5.0,
+    ) -> None:
+        check_name(stream_name)
+        if stream_name.endswith(DELAY_SUFFIX):
+            raise ArgumentError(
+                f"stream_name {stream_name!r} names a delay stream; pass the stream it delays for"
+            )
+        self.stream_name = stream_name
+        self.delay = check_seconds(delay, "delay")
+        self.consumer = Consumer(
+            client,
+            stream_name=stream_name + DELAY_SUFFIX,
+            name="delayer",
+            namespace=namespace,
+            batch_size=batch_size,
+            block=block,
+            backoff=backoff,
+        )
+        keys = Keys(namespace)
+        self._client = client
+        self._stream_key = keys.stream(stream_name)
+        self._delay_key = keys.delay_stream(stream_name)
+        self._offset_key = keys.offset(stream_name + DELAY_SUFFIX, "delayer")
+        self._delay_ms = round(self.delay * 1000)
+
+    async def run(self) -> None:
+        """Delay batches until cancelled, holding the lock; errors are logged, then ``backoff``."""
+        await run_forever(
+            self.consumer.lock,
+            self._step,
+            logger=logger,
+            what=f"delayer on {self.stream_name}",
+            backoff=self.consumer.backoff,
+        )
+
+    async def run_once(self) -> int:
+        """Handle one batch of delay messages; return how many were copied or dropped.
+
+        The due ones (a prefix: ids grow with time) are delivered and committed;
+        then, if the batch holds one that is not due yet, wait until it is. The
+        next call reads again from the offset, so a message that its ``queue()``
+        deleted while we waited is not replayed (the gem replays what it read).
+        """
+        return await run_step_once(self.consumer.lock, self._step, 0)
+
+    async def _step(self) -> int:
+        entries = await self.consumer.read()
+        if not entries:
+            return 0
+        now_ms = await self._server_time_ms()
+        due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
+        done = await self._deliver(due)
+        if len(due) < len(entries):
+            next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
+            await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
+        return done
+
+    async def _server_time_ms(self) -> int:
+        with _wire.translate_errors("TIME"):
+            seconds, micros = await self._client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def _deliver(self, entries: list[Entry]) -> int:
+        """Copy, delete and commit ``entries`` in one pipeline, in that order.
+
+        Commands run in order, so if the connection breaks midway the copies come
+        first: at worst a message is copied twice, never lost.
+        """
+        if not entries:
+            return 0
+        messages = valid_messages(entries, self.stream_name + DELAY_SUFFIX)
+        ids = [message_id for message_id, _ in entries]
+        with _wire.translate_errors(f"deliver {len(ids)} delay messages to {self._stream_key}"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    fields: Any = {"payload": message.raw_payload}
+                    pipe.xadd(self._stream_key, fields)
+                pipe.xdel(self._delay_key, *ids)
+                pipe.set(self._offset_key, ids[-1])
+                await pipe.execute()
+        logger.debug(
+            "delayed %d messages on %s by %.1fs", len(messages), self.stream_name, self.delay
+        )
+        return len(entries)

@@ -1,0 +1,65 @@
+"""One stream entry as a worker hands it to a handler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import MessageError
+
+__all__ = ["Message"]
+
+
+class Message:
+    """A stream entry: its id, its fields and its parsed ``payload``.
+
+    The payload is parsed when the message is built, so a ``Message`` always has
+    one: an entry without a ``payload`` field, or whose payload is not UTF-8
+    JSON, raises :class:`~aioredstream.MessageError` instead (workers log such
+    entries and move past them rather than hand them to a handler).
+    """
+
+    __slots__ = ("fields", "message_id", "payload")
+
+    message_id: str
+    fields: dict[str, str]
+    payload: Any
+
+    def __init__(self, message_id: str, fields: dict[str, str]) -> None:
+        self.message_id = message_id
+        self.fields = fields
+        raw = fields.get("payload")
+        if raw is None:
+            raise MessageError(
+                f"stream entry {message_id} has no 'payload' field (fields: {sorted(fields)})",
+                message_id=message_id,
+            )
+        try:
+            # Fields were decoded with surrogateescape: encoding them back gives the
+            # server's bytes, and json.loads on bytes refuses invalid UTF-8.
+            self.payload = json.loads(raw.encode("utf-8", "surrogateescape"))
+        except ValueError as exc:
+            raise MessageError(
+                f"stream entry {message_id} has a payload that is not UTF-8 JSON: {raw[:80]!r}",
+                message_id=message_id,
+            ) from exc
+
+    @property
+    def raw_payload(self) -> bytes:
+        """The payload exactly as stored (the delayer copies these bytes)."""
+        return self.fields["payload"].encode("utf-8", "surrogateescape")
+
+    def __repr__(self) -> str:
+        return f"Message({self.message_id!r}, payload={self.payload!r})"
+
+
+def decode_fields(raw: Any) -> dict[str, str]:
+    """Entry fields from redis-py (a dict, ``None`` for a deleted entry) as ``str`` to ``str``."""
+    if not raw:
+        return {}
+    return {
+        (k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k): (
+            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+        )
+        for k, v in raw.items()
+    }

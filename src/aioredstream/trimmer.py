@@ -1,0 +1,129 @@
+"""The trimmer: delete what every consumer of a stream has committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+
+from . import _wire
+from ._keys import Keys, check_name
+from ._streams import decode, next_id, parse_id
+from ._worker import check_seconds, run_forever, run_step_once
+from .errors import ArgumentError, ServerError
+from .lock import Lock, worker_lock_name
+
+__all__ = ["Trimmer"]
+
+logger = logging.getLogger("aioredstream.trimmer")
+
+_XDEL_BATCH = 1000
+
+
+class Trimmer:
+    """Deletes the entries of ``stream_name`` up to the lowest offset of ``consumer_names``.
+
+    Pass every consumer that reads the stream: one left out may lose entries it
+    has not read yet. A named consumer that never committed holds nothing back
+    (as in the gem): start consumers before trimmers, or commit an offset first.
+    Runs under the lock ``trimmer:<stream_name>`` and sleeps ``interval`` seconds
+    when there is nothing to trim.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        stream_name: str,
+        consumer_names: Iterable[str],
+        interval: float = 30.0,
+        namespace: str | None = None,
+        backoff: float = 5.0,
+    ) -> None:
+        check_name(stream_name)
+        if isinstance(consumer_names, str | bytes):
+            raise ArgumentError(f"consumer_names must be a list of names, got {consumer_names!r}")
+        names = [check_name(name, "consumer name") for name in consumer_names]
+        if not names:
+            raise ArgumentError("consumer_names must name at least one consumer")
+        self.stream_name = stream_name
+        self.consumer_names = names
+        self.interval = check_seconds(interval, "interval")
+        self.backoff = check_seconds(backoff, "backoff")
+        keys = Keys(namespace)
+        self._client = client
+        self._stream_key = keys.stream(stream_name)
+        self._offset_keys = [keys.offset(stream_name, name) for name in names]
+        self._minid = True  # XTRIM MINID (Redis >= 6.2, Valkey); else XRANGE + XDEL
+        self.lock = Lock(client, worker_lock_name("trimmer", stream_name), namespace=namespace)
+
+    async def run(self) -> None:
+        """Trim until cancelled, holding the lock; errors are logged, then ``backoff``."""
+        await run_forever(
+            self.lock,
+            self._step,
+            logger=logger,
+            what=f"trimmer on {self.stream_name}",
+            backoff=self.backoff,
+        )
+
+    async def run_once(self) -> int:
+        """Trim once under the lock and return how many entries went; sleep if none did."""
+        return await run_step_once(self.lock, self._step, 0)
+
+    async def _step(self) -> int:
+        trimmed = await self.trim()
+        if trimmed == 0:
+            await anyio.sleep(self.interval)
+        return trimmed
+
+    async def min_committed_id(self) -> str | None:
+        """The lowest committed offset of the named consumers (compared as ids, not strings)."""
+        with _wire.translate_errors(f"MGET offsets of {self.stream_name}"):
+            values: Any = await self._client.mget(self._offset_keys)
+        offsets = [decode(value) for value in values if value]
+        return min(offsets, key=parse_id) if offsets else None
+
+    async def trim(self) -> int:
+        """Delete every entry up to and including the lowest committed offset."""
+        min_id = await self.min_committed_id()
+        if min_id is None:
+            return 0
+        if self._minid:
+            try:
+                with _wire.translate_errors(f"XTRIM {self._stream_key} MINID"):
+                    # MINID keeps ids >= its argument: the next id keeps everything after min_id.
+                    count: int = await self._client.xtrim(
+                        self._stream_key, minid=next_id(min_id), approximate=False
+                    )
+            except ServerError as exc:
+                # Before 6.2, XTRIM knows only MAXLEN ("syntax error"); it may be renamed away.
+                if not any(sign in str(exc).lower() for sign in ("syntax", "unknown command")):
+                    raise
+                logger.info("server has no XTRIM MINID (%s); using XRANGE + XDEL", exc)
+                self._minid = False
+            else:
+                self._log(count)
+                return count
+        count = await self.trim_by_xdel(min_id)
+        self._log(count)
+        return count
+
+    async def trim_by_xdel(self, min_id: str) -> int:
+        """The gem's way, for servers before 6.2: XRANGE up to ``min_id`` and XDEL, in batches."""
+        total = 0
+        while True:
+            with _wire.translate_errors(f"XRANGE/XDEL {self._stream_key}"):
+                rows: Any = await self._client.xrange(
+                    self._stream_key, "-", min_id, count=_XDEL_BATCH
+                )
+                if not rows:
+                    return total
+                total += await self._client.xdel(self._stream_key, *[row[0] for row in rows])
+
+    def _log(self, count: int) -> None:
+        if count:
+            logger.debug("trimmed %d entries from %s", count, self.stream_name)
