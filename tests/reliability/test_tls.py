@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aioredstream import Producer, ServerConnectionError
+from aioredstream import Consumer, Delayer, Message, Producer, ServerConnectionError, Trimmer
 
 from ..conftest import ClientFactory
 from ..helpers import User, entries
@@ -34,10 +34,28 @@ async def test_producer_over_tls_with_wait(
     ids = await producer.bulk_delay([User(i) for i in range(300)])
     async with producer.bulk([User(1000)]):
         pass
+    await producer.delay(User(2000))  # for the delayer
+    await _run_workers(client)
     on_replica = make_client(replica.url, **tls_kwargs(replica.certs.ca))
     delayed = await entries(on_replica, "redstream:stream:users.delay")
     assert [e[0] for e in delayed] == ids
-    assert [p for _, p in await entries(client, "redstream:stream:users")] == [{"id": 1000}]
+    # the trimmer removed what the consumer committed: both messages went through
+    assert await entries(client, "redstream:stream:users") == []
+    assert await client.xlen("redstream:stream:users.delay") == 0
+
+
+async def _run_workers(client: Any) -> None:
+    seen: list[int] = []
+
+    async def handler(messages: list[Message]) -> None:
+        seen.extend(m.payload["id"] for m in messages)
+
+    consumer = Consumer(client, stream_name="users", name="indexer", block=0.05)
+    assert await Delayer(client, stream_name="users", delay=0, block=0.05).run_once() == 301
+    assert await consumer.run_once(handler) == 302
+    assert seen.count(1000) == 1
+    assert seen.count(2000) == 1
+    assert await Trimmer(client, stream_name="users", consumer_names=["indexer"]).run_once() == 302
 
 
 async def test_a_wrong_ca_fails_with_a_clear_connection_error(
