@@ -6,13 +6,17 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess, valkey_binary
 
+from .sql import Database, open_database
+
 SERVER_KINDS = ["redis", "valkey"]
+DATABASE_KINDS = ["sqlite", "postgresql"]
 
 
 def _binary(kind: str) -> str:
@@ -137,6 +141,16 @@ async def client(server: ServerProcess, make_client: ClientFactory) -> Redis:
     redis = make_client(server.url)
     await redis.flushall()
     return redis
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh database with the test tables: SQLite in a temp file, or PostgreSQL
+    (a schema of its own, dropped after; skipped, with the reason, when unreachable)."""
+    async with open_database(request.param, str(tmp_path)) as database:
+        if isinstance(database, str):
+            pytest.skip(database)
+        yield database
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
