@@ -79,8 +79,7 @@ async def execute(
     (it ends in a WAIT); ``None`` means no timeout for them (``WAIT n 0``).
     """
     pool: Any = client.connection_pool
-    with translate_errors(what):
-        conn: AbstractConnection = await pool.get_connection()
+    conn = await acquire(pool, what)
     try:
         with translate_errors(what):
             await _exchange(conn, chunks, sink, window, last_read_extra_s)
@@ -91,6 +90,25 @@ async def execute(
             await pool.release(conn)
         raise
     await pool.release(conn)
+
+
+async def acquire(pool: Any, what: str) -> AbstractConnection:
+    """A connected connection from ``pool``, without losing a cancellation.
+
+    redis-py connects through ``asyncio.wait_for`` when a socket timeout is set; on
+    Python 3.11 that swallows a cancel arriving as the handshake completes
+    (python/cpython#86296). The task's ``cancelling()`` count still shows it: give
+    the connection back and let the cancellation through.
+    """
+    task = asyncio.current_task()
+    cancels = task.cancelling() if task is not None else 0
+    with translate_errors(what):
+        conn: AbstractConnection = await pool.get_connection()
+    if task is not None and task.cancelling() > cancels:
+        with anyio.CancelScope(shield=True):
+            await pool.release(conn)
+        raise asyncio.CancelledError
+    return conn
 
 
 async def _exchange(
