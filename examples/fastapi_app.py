@@ -30,7 +30,12 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from sqlalchemy import String, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aioredstream import Model, Producer
@@ -68,6 +73,14 @@ class Settings:
             database_schema=os.environ.get("DATABASE_SCHEMA") or None,
             namespace=os.environ.get("REDSTREAM_NAMESPACE") or None,
         )
+
+
+def make_engine(config: Settings) -> AsyncEngine:
+    """The engine for ``config`` (examples/worker.py builds its own the same way)."""
+    engine = create_async_engine(config.database_url)
+    if config.database_schema:
+        engine = engine.execution_options(schema_translate_map={None: config.database_schema})
+    return engine
 
 
 class ProductIn(BaseModel):
@@ -114,9 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = Redis.from_url(config.redis_url)
-        engine = create_async_engine(config.database_url)
-        if config.database_schema:
-            engine = engine.execution_options(schema_translate_map={None: config.database_schema})
+        engine = make_engine(config)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         producer = Producer(client, namespace=config.namespace)
         tracker = track(producer, models=[Product], sessions=sessions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._keys import Keys
 from ._records import Model, Registry, default_registry, register
+from ._sharding import shard_of
 from ._streams import max_consumer_id, max_stream_id, stream_size
 from .consumer import Consumer
 from .delayer import Delayer
@@ -17,6 +18,7 @@ from .errors import (
     ServerConnectionError,
     ServerError,
     ServerTimeoutError,
+    TopologyError,
     UnsupportedError,
 )
 from .lock import Lock
@@ -42,12 +44,14 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "TopologyError",
     "Trimmer",
     "UnsupportedError",
     "default_registry",
     "max_consumer_id",
     "max_stream_id",
     "register",
+    "shard_of",
     "stream_size",
 ]
 

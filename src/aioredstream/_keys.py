@@ -1,4 +1,4 @@
-"""Every Redis key name aioredstream uses, in the Ruby gem's layout.
+"""Every Redis key name aioredstream uses: the Ruby gem's layout, or hash-tagged for a cluster.
 
 =====================  ==============================================
 stream                 ``[<ns>:]redstream:stream:<name>``
@@ -7,6 +7,16 @@ consumer offset        ``[<ns>:]redstream:offset:<stream>:<consumer>``
 lock                   ``[<ns>:]redstream:lock:<lock name>``
 lock wake-up list      ``[<ns>:]redstream:lock:<lock name>.notify``
 =====================  ==============================================
+
+With ``hash_tags=True`` (required on a Redis Cluster) the name part is wrapped in
+braces: ``redstream:stream:{<name>}``, ``redstream:stream:{<name>}.delay``,
+``redstream:offset:{<stream>}:<consumer>``, ``redstream:lock:{<lock name>}`` and
+``redstream:lock:{<lock name>}.notify``. A cluster hashes only the part between
+the first ``{`` and ``}``, so a stream, its delay stream and its consumers'
+offsets share one slot (a delayer can move a message and commit its offset on one
+node), and a lock and its wake-up list share one. The Ruby layout is what the gem
+reads and writes; a gem on a cluster would need the same tags (it has none), so
+Ruby interop means the Ruby layout, on a single node or behind Sentinel.
 
 Names are checked once, where they enter (see :func:`check_name`), so that
 two different (stream, consumer) pairs can never map to the same key.
@@ -55,32 +65,43 @@ def check_name(value: object, what: str = "stream name") -> str:
 class Keys:
     """Key names for one namespace (``None``: no prefix, as the gem without a namespace)."""
 
-    __slots__ = ("namespace", "prefix")
+    __slots__ = ("hash_tags", "namespace", "prefix")
 
-    def __init__(self, namespace: str | None = None) -> None:
+    def __init__(self, namespace: str | None = None, *, hash_tags: bool = False) -> None:
         if namespace is not None:
             check_name(namespace, "namespace")
+        if not isinstance(hash_tags, bool):
+            raise ArgumentError(f"hash_tags must be True or False, got {hash_tags!r}")
         self.namespace = namespace
+        self.hash_tags = hash_tags
         self.prefix = f"{namespace}:redstream:" if namespace else "redstream:"
 
+    def __repr__(self) -> str:
+        return f"Keys({self.namespace!r}, hash_tags={self.hash_tags})"
+
+    def _tag(self, name: str) -> str:
+        # Names never contain braces (check_name), so the tag is exactly the name.
+        return f"{{{name}}}" if self.hash_tags else name
+
     def stream(self, name: str) -> str:
-        return f"{self.prefix}stream:{name}"
+        return f"{self.prefix}stream:{self._tag(name)}"
 
     def delay_stream(self, name: str) -> str:
-        return f"{self.prefix}stream:{name}{DELAY_SUFFIX}"
+        return f"{self.prefix}stream:{self._tag(name)}{DELAY_SUFFIX}"
 
     def offset(self, stream_name: str, consumer_name: str) -> str:
-        return f"{self.prefix}offset:{stream_name}:{consumer_name}"
+        return f"{self.prefix}offset:{self._tag(stream_name)}:{consumer_name}"
 
     def lock(self, name: str) -> str:
-        return f"{self.prefix}lock:{name}"
+        return f"{self.prefix}lock:{self._tag(name)}"
 
     def lock_notify(self, name: str) -> str:
-        return f"{self.prefix}lock:{name}.notify"
+        return f"{self.prefix}lock:{self._tag(name)}.notify"
 
     def stream_pattern(self) -> str:
         """A SCAN pattern matching every stream key of this namespace."""
         return f"{self.prefix}stream:*"
 
     def offset_pattern(self, stream_name: str) -> str:
-        return f"{self.prefix}offset:{stream_name}:*"
+        # Braces are not special in SCAN patterns, so the tagged form matches literally.
+        return f"{self.prefix}offset:{self._tag(stream_name)}:*"

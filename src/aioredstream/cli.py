@@ -4,6 +4,13 @@
 length, its delay backlog and the age of the oldest delay message, and per consumer
 its committed offset and lag.
 
+``aioredstream delayer STREAM --delay S``, ``aioredstream trimmer STREAM --consumers a,b``
+and ``aioredstream consume STREAM --name NAME --handler module:function`` run one worker
+until SIGINT or SIGTERM, then release its lock and exit with 0. They check their
+arguments, import the handler and PING the server before starting, so a bad value, a
+missing handler, a wrong URL or a server that is down exit with 1 at once; once running,
+server errors are logged and retried (the worker's backoff), not fatal.
+
 Each subcommand is one ``_add_<name>(subparsers)`` function in ``_COMMANDS`` that
 registers its arguments and an async ``run(args)``; :func:`main` parses, runs, and
 turns every :class:`~aioredstream.RedstreamError` into one line on stderr and exit
@@ -23,14 +30,19 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 
 from ._keys import Keys
+from ._runner import LOG_LEVELS, check_server, load_handler, log_to_stderr, run_until_signalled
 from ._status import ConsumerStatus, StatusReport, collect_status
+from .consumer import Consumer
+from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
+from .trimmer import Trimmer
 
 __all__ = ["main"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 Run = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+Work = Callable[[], Coroutine[Any, Any, object]]
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -139,9 +151,131 @@ def render_table(report: StatusReport, out: TextIO) -> None:
         out.write("  ".join(cells).rstrip() + "\n")
 
 
+# -- workers -----------------------------------------------------------------------------
+
+
+def _worker_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("stream", metavar="STREAM", help="stream name, e.g. users")
+    parent.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="log to stderr from this level on (default: %(default)s)",
+    )
+    return parent
+
+
+def _add_delayer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    delayer = commands.add_parser(
+        "delayer",
+        parents=[*parents, _worker_options()],
+        help="replay delay messages older than --delay into their stream",
+        description="Run the delayer of STREAM until Ctrl-C or SIGTERM.",
+    )
+    delayer.add_argument(
+        "--delay", type=float, required=True, help="age in seconds after which to replay"
+    )
+    delayer.set_defaults(run=_delayer)
+
+
+async def _delayer(args: argparse.Namespace) -> int:
+    def build(client: Redis) -> Work:
+        delayer = Delayer(
+            client, stream_name=args.stream, delay=args.delay, namespace=args.namespace
+        )
+        return delayer.run
+
+    return await _run_worker(args, build, f"delayer on {args.stream}")
+
+
+def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    trimmer = commands.add_parser(
+        "trimmer",
+        parents=[*parents, _worker_options()],
+        help="delete the entries every named consumer has committed",
+        description="Run the trimmer of STREAM until Ctrl-C or SIGTERM.",
+    )
+    trimmer.add_argument(
+        "--consumers",
+        required=True,
+        help="every consumer that reads STREAM, comma-separated (e.g. indexer,cache)",
+    )
+    trimmer.add_argument(
+        "--interval",
+        type=float,
+        default=30.0,
+        help="seconds to sleep when nothing was trimmed (default: %(default)s)",
+    )
+    trimmer.set_defaults(run=_trimmer)
+
+
+async def _trimmer(args: argparse.Namespace) -> int:
+    names = [name.strip() for name in args.consumers.split(",") if name.strip()]
+
+    def build(client: Redis) -> Work:
+        trimmer = Trimmer(
+            client,
+            stream_name=args.stream,
+            consumer_names=names,
+            interval=args.interval,
+            namespace=args.namespace,
+        )
+        return trimmer.run
+
+    return await _run_worker(args, build, f"trimmer on {args.stream}")
+
+
+def _add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    consume = commands.add_parser(
+        "consume",
+        parents=[*parents, _worker_options()],
+        help="hand batches of STREAM to an async handler and commit them",
+        description="Run consumer NAME of STREAM until Ctrl-C or SIGTERM. The handler is "
+        "an async function taking list[aioredstream.Message], imported from the working "
+        "directory or the installed packages.",
+    )
+    consume.add_argument("--name", required=True, help="consumer name (its lock and offset)")
+    consume.add_argument(
+        "--handler", required=True, metavar="MODULE:FUNCTION", help="e.g. myapp.sync:reindex"
+    )
+    consume.add_argument(
+        "--batch-size", type=int, default=1000, help="most entries per batch (default: %(default)s)"
+    )
+    consume.set_defaults(run=_consume)
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    def build(client: Redis) -> Work:
+        consumer = Consumer(
+            client,
+            stream_name=args.stream,
+            name=args.name,
+            namespace=args.namespace,
+            batch_size=args.batch_size,
+        )
+        handler = load_handler(args.handler)
+        return lambda: consumer.run(handler)
+
+    return await _run_worker(args, build, f"consumer {args.name} on {args.stream}")
+
+
+async def _run_worker(args: argparse.Namespace, build: Callable[[Redis], Work], what: str) -> int:
+    """Check the arguments, PING, then run until a signal; the client is closed in any case."""
+    client = _client(args)
+    try:
+        work = build(client)  # ArgumentError before any connection
+        with log_to_stderr(args.log_level):
+            await check_server(client, args.command)
+            return await run_until_signalled(work, what)
+    finally:
+        await client.aclose()
+
+
 # -- main --------------------------------------------------------------------------------
 
-_COMMANDS = [_add_status]
+_COMMANDS = [_add_status, _add_delayer, _add_trimmer, _add_consume]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aioredstream",
         description="Inspect and run aioredstream streams on a Redis server.",
     )
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", required=True, metavar="COMMAND", dest="command"
+    )
     parents = [_connection_options()]
     for add in _COMMANDS:
         add(commands, parents)

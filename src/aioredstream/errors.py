@@ -11,6 +11,7 @@ The tree::
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
     ├── ServerError          the server answered a command with an error reply
     ├── ServerConnectionError the connection to the server failed or was lost mid-call
+    │   └── TopologyError    a cluster went down or kept redirecting, or a primary was demoted
     └── ServerTimeoutError   the server did not answer within the client's socket timeout
 
 Errors of redis-py and of the socket layer are translated at one boundary
@@ -30,6 +31,7 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "TopologyError",
     "UnsupportedError",
 ]
 
@@ -76,7 +78,9 @@ class ReplicationError(RedstreamError):
 
     The writes are on the primary; their durability is not proven.
     ``acknowledged`` and ``required`` are the replica counts; for WAITAOF,
-    ``local_acknowledged`` / ``local_required`` give the local fsync counts.
+    ``local_acknowledged`` / ``local_required`` give the local fsync counts. On a
+    cluster, ``nodes`` names the nodes (``host:port``) that fell short and the
+    counts are the lowest among them.
     """
 
     def __init__(
@@ -87,8 +91,10 @@ class ReplicationError(RedstreamError):
         required: int,
         local_acknowledged: int | None = None,
         local_required: int | None = None,
+        nodes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
+        self.nodes = nodes
         self.acknowledged = acknowledged
         self.required = required
         self.local_acknowledged = local_acknowledged
@@ -108,6 +114,17 @@ class ServerConnectionError(RedstreamError, ConnectionError):
 
     Writes sent before the failure may or may not have been applied: under
     at-least-once delivery, retrying the call is safe.
+    """
+
+
+class TopologyError(ServerConnectionError):
+    """The deployment changed under the call: a cluster node answered ``TRYAGAIN`` or
+    ``CLUSTERDOWN``, kept redirecting (``MOVED``/``ASK``, which the producer otherwise
+    follows), or a primary answered ``READONLY`` (it was demoted).
+
+    Those commands were not applied; others of the call may have been. The producer
+    refreshes its view (the cluster's slot map, Sentinel's primary) before its next
+    call, so retrying the whole call is safe and writes at most duplicates.
     """
 
 

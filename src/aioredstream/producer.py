@@ -5,26 +5,32 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
-from . import _wire
+from . import _cluster, _wire
 from ._codec import dumps
 from ._keys import Keys
 from ._records import Registry, StreamSpec, default_registry
+from ._sharding import Sharded
 from .errors import (
     ArgumentError,
     PayloadError,
     RecordError,
     ReplicationError,
     ServerError,
+    TopologyError,
     UnsupportedError,
 )
 
 __all__ = ["Producer"]
 
 _ID_RE = re.compile(rb"\d+-\d+")
+# Error replies meaning the deployment moved under the call (see TopologyError).
+_TOPOLOGY_REPLIES = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
 
 
 def _bulk(data: bytes) -> bytes:
@@ -34,12 +40,13 @@ def _bulk(data: bytes) -> bytes:
 class _Target:
     """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
 
-    __slots__ = ("payload", "xadd", "xadd_delay", "xdel_delay")
+    __slots__ = ("payload", "slot", "xadd", "xadd_delay", "xdel_delay")
 
     def __init__(self, spec: StreamSpec, keys: Keys) -> None:
         stream = keys.stream(spec.name).encode()
         delay = keys.delay_stream(spec.name).encode()
         self.payload = spec.payload
+        self.slot = key_slot(stream)  # the cluster slot (the same for delay with hash tags)
         # XADD <key> * payload <json>: 5 arguments, the last appended per record.
         self.xadd = b"*5\r\n$4\r\nXADD\r\n" + _bulk(stream) + b"$1\r\n*\r\n$7\r\npayload\r\n"
         self.xadd_delay = b"*5\r\n$4\r\nXADD\r\n" + _bulk(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
@@ -56,21 +63,29 @@ class Producer:
     that wrote it, until ``N`` replicas acknowledged it (``WAIT``), for at most
     ``wait_timeout`` seconds (``0``: until acknowledged). ``wait_aof=(local,
     replicas)`` does the same with ``WAITAOF`` (Redis >= 7.2, Valkey).
+
+    ``client`` may also be a ``redis.asyncio.cluster.RedisCluster`` (writes are
+    grouped per node, WAIT runs per node) or a Sentinel's ``master_for()`` client.
+    ``hash_tags`` picks the key layout (see :mod:`aioredstream._keys`): ``None``
+    means hash tags on a cluster, the Ruby layout elsewhere.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         namespace: str | None = None,
+        hash_tags: bool | None = None,
         wait: int | bool = False,
         wait_timeout: float = 0,
         wait_aof: tuple[int, int] | None = None,
         slice_size: int = 250,
         registry: Registry | None = None,
     ) -> None:
-        if not hasattr(client, "connection_pool"):
-            raise ArgumentError(f"client must be a redis.asyncio.Redis, got {client!r}")
+        if not hasattr(client, "connection_pool") and not _cluster.is_cluster(client):
+            raise ArgumentError(
+                f"client must be a redis.asyncio.Redis or RedisCluster, got {client!r}"
+            )
         if wait is True or not isinstance(wait, int) or wait < 0:
             raise ArgumentError(f"wait must be False or a replica count >= 1, got {wait!r}")
         if not isinstance(wait_timeout, int | float) or not wait_timeout >= 0:
@@ -83,8 +98,15 @@ class Producer:
             raise ArgumentError(f"wait_aof must be (numlocal, numreplicas) >= 0, got {wait_aof!r}")
         if not isinstance(slice_size, int) or isinstance(slice_size, bool) or slice_size < 1:
             raise ArgumentError(f"slice_size must be an int >= 1, got {slice_size!r}")
-        self.client = client
-        self.keys = Keys(namespace)
+        # typed as Redis: a RedisCluster never reaches the single-node paths (see _cluster)
+        self.client: Redis = cast(Redis, client)
+        self.keys = Keys(namespace, hash_tags=_cluster.use_hash_tags(client, hash_tags))
+        # -- cluster: the per-node send path (_cluster.py); None on one node / Sentinel
+        self._cluster = (
+            _cluster.ClusterWriter(client, _raise_command_error)
+            if isinstance(client, RedisCluster)
+            else None
+        )
         self.namespace = namespace
         self.wait = int(wait)
         self.wait_timeout = float(wait_timeout)
@@ -92,6 +114,7 @@ class Producer:
         self.slice_size = slice_size
         self.registry = registry or default_registry
         self._targets: dict[type, _Target] = {}
+        self._sharded: dict[type, Sharded[_Target]] = {}
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -104,17 +127,28 @@ class Producer:
 
     def __repr__(self) -> str:
         return (
-            f"Producer(namespace={self.namespace!r}, wait={self.wait}, "
+            f"Producer(namespace={self.namespace!r}, hash_tags={self.keys.hash_tags}, "
+            f"wait={self.wait}, "
             f"wait_timeout={self.wait_timeout}, wait_aof={self.wait_aof})"
         )
 
     # -- records -> bytes -----------------------------------------------------------
 
-    def _target(self, cls: type, index: int | None) -> _Target:
-        target = self._targets.get(cls)
-        if target is None:
-            target = self._targets[cls] = _Target(self.registry.resolve(cls, index), self.keys)
-        return target
+    def _target(self, record: Any, index: int | None) -> _Target:
+        """The slow path: a class's first record, or any record of a sharded class
+        (sharded classes stay out of ``_targets`` so the hot path has no extra check)."""
+        cls = type(record)
+        sharded = self._sharded.get(cls)
+        if sharded is None:
+            spec = self.registry.resolve(cls, index)
+            if spec.shards is None:
+                target = self._targets[cls] = _Target(spec, self.keys)
+                return target
+            payload = spec.payload
+            sharded = self._sharded[cls] = Sharded(
+                spec, lambda name: _Target(StreamSpec(name, payload), self.keys)
+            )
+        return sharded.pick(record, index)
 
     def _prepare(self, records: Sequence[Any]) -> tuple[list[_Target], list[bytes]]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
@@ -123,7 +157,7 @@ class Producer:
         get = self._targets.get
         for index, record in enumerate(records):
             cls = type(record)
-            target = get(cls) or self._target(cls, index)
+            target = get(cls) or self._target(record, index)
             try:
                 data = dumps(target.payload(record))
             except Exception as exc:
@@ -134,7 +168,7 @@ class Producer:
 
     def _prepare_one(self, record: Any) -> tuple[_Target, bytes]:
         cls = type(record)
-        target = self._targets.get(cls) or self._target(cls, None)
+        target = self._targets.get(cls) or self._target(record, None)
         try:
             data = dumps(target.payload(record))
         except Exception as exc:
@@ -194,6 +228,8 @@ class Producer:
             return []
         if self.wait_aof and not self._waitaof_checked:
             await self._check_waitaof()
+        if self._cluster is not None:  # per-node groups, WAIT per node (_cluster.py)
+            return await self._cluster.send_delay(self, targets, args)
         ids: list[str] = []
         size = self.slice_size
         n = len(args)
@@ -235,6 +271,9 @@ class Producer:
         self, targets: list[_Target], args: list[bytes], ids: list[bytes] | None
     ) -> None:
         if not args:
+            return
+        if self._cluster is not None:  # per-node groups (_cluster.py)
+            await self._cluster.send_queue(self, targets, args, ids)
             return
         size = self.slice_size
         n = len(args)
@@ -298,8 +337,15 @@ class Producer:
                 )
 
     async def _check_waitaof(self) -> None:
-        info = await _wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
+        if self._cluster is not None:
+            info = await self._cluster.call("COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
+        else:
+            info = await _wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
         if not isinstance(info, list) or not info or info[0] is None:
+            if self._cluster is not None:
+                raise UnsupportedError(
+                    "wait_aof needs WAITAOF (Redis >= 7.2 or Valkey); this cluster lacks it"
+                )
             with _wire.translate_errors("WAITAOF check"):
                 server = await self.client.info("server")
                 version = server.get("valkey_version") or server.get("redis_version")
@@ -354,6 +400,8 @@ def _payload_error(record: Any, index: int | None, exc: Exception) -> RecordErro
 def _raise_command_error(reply: object, command: str, index: int | None) -> None:
     at = "" if index is None else f" (record at index {index})"
     message = str(reply)
+    if message.startswith(_TOPOLOGY_REPLIES):
+        raise TopologyError(f"{command}{at}: {message}")
     if "unknown command" in message.lower():
         raise UnsupportedError(f"{command}{at}: {message}")
     raise ServerError(f"{command}{at}: {message}")
