@@ -61,3 +61,27 @@ async def test_random_cancellations_leave_no_crossed_replies_or_leaked_connectio
         await asyncio.gather(*tasks, return_exceptions=True)
         await _verify_ids(client, producer, 10_000 * (round_ + 1))
     assert await in_use(client) == 0
+
+
+async def test_a_cancel_during_the_connection_handshake_is_never_lost(
+    client: Redis, make_client: Any, redis_url: str
+) -> None:
+    """redis-py connects through asyncio.wait_for, which on Python 3.11 can swallow a
+    cancel that lands as the handshake completes; the call must still be cancelled."""
+    execute: Any = client.execute_command
+    for ticks in range(1, 30):
+        fresh = make_client(redis_url)  # each call opens a new connection
+        await execute("CLIENT", "PAUSE", 2000, "WRITE")
+        task = asyncio.create_task(Producer(fresh).bulk_delay([Tagged(ticks)]))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError(f"a cancel {ticks} loop ticks into the call was lost")
+        finally:
+            await execute("CLIENT", "UNPAUSE")
+        assert await in_use(fresh) == 0

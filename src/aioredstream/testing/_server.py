@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 __all__ = ["ServerProcess", "find_server_binary", "free_port", "valkey_binary"]
 
@@ -92,7 +93,7 @@ class ServerProcess:
             *self.args,
         ]  # fmt: skip
 
-    def start(self, timeout_s: float = 10.0) -> ServerProcess:
+    def start(self, timeout_s: float = 10.0) -> Self:
         if self.process is not None and self.process.poll() is None:
             return self
         self.process = subprocess.Popen(
@@ -126,9 +127,7 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-        if self.process is not None and self.process.stderr:
-            self.process.stderr.close()  # else a restart leaks the old pipe (ResourceWarning)
-        self.process = None
+        self._reap()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -138,6 +137,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        self._reap()
+
+    def _reap(self) -> None:
         if self.process is not None and self.process.stderr:
             self.process.stderr.close()
         self.process = None
@@ -153,7 +155,7 @@ class ServerProcess:
         except OSError:
             return ""
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
