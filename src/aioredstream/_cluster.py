@@ -300,17 +300,29 @@ class ClusterWriter:
         ids: Sequence[bytes] | None,
     ) -> None:
         def build(i: int) -> tuple[bytes, ...]:
-            xadd = targets[i].xadd + args[i]
-            if ids is None:
-                return (xadd,)
-            return (xadd, targets[i].xdel_delay + b"$%d\r\n%b\r\n" % (len(ids[i]), ids[i]))
+            return (targets[i].xadd + args[i],)
 
-        def check(reply: Any, position: int, i: int) -> None:
+        def check(reply: Any, _: int, i: int) -> None:
             if isinstance(reply, _wire.ReplyError):
-                self._raise_error(reply, "XDEL" if position else "XADD", i)
+                self._raise_error(reply, "XADD", i)
 
-        per_record = 1 if ids is None else 2
-        await self._send(_Call(producer, targets, build, per_record, check, "queue", False))
+        await self._send(_Call(producer, targets, build, 1, check, "queue", False))
+        if ids is None:
+            return
+        # Delete the delay messages only now that every queue write succeeded (a refused
+        # XADD must not take its delay message with it). Not one XADD-then-XDEL script
+        # per record as on a single node: during a slot migration the importing node
+        # answers multi-key scripts on new keys with TRYAGAIN.
+
+        def build_xdel(i: int) -> tuple[bytes, ...]:
+            raw = ids[i]
+            return (targets[i].xdel_delay + b"$%d\r\n%b\r\n" % (len(raw), raw),)
+
+        def check_xdel(reply: Any, _: int, i: int) -> None:
+            if isinstance(reply, _wire.ReplyError):
+                self._raise_error(reply, "XDEL", i)
+
+        await self._send(_Call(producer, targets, build_xdel, 1, check_xdel, "queue", False))
 
     async def _send(self, call: _Call) -> None:
         """Send every record; re-send the commands a node redirected to the node the

@@ -10,10 +10,11 @@ rather than ``1e-07``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENCODER", "dumps", "loads"]
+__all__ = ["ENCODER", "dumps"]
 
 _stdlib_encoder = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True
@@ -53,17 +54,28 @@ def _make_orjson_dumps() -> Callable[[Any], bytes] | None:
             # the standard library decides (and raises if the value is not JSON).
             return _stdlib_dumps(obj)
         # orjson writes NaN and Infinity as null; the standard library refuses them.
-        if b"null" in out:
-            return _stdlib_dumps(obj)
+        # Only look for them when the output has a null at all (None values are common).
+        if b"null" in out and _has_non_finite(obj):
+            return _stdlib_dumps(obj)  # raises ValueError
         return out
 
     return dumps
 
 
+def _has_non_finite(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
 _fast = _make_orjson_dumps()
 dumps: Callable[[Any], bytes] = _fast or _stdlib_dumps
 ENCODER = "orjson" if _fast else "json"
-
-
-def loads(data: bytes | str) -> Any:
-    return json.loads(data)

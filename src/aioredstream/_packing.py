@@ -27,10 +27,19 @@ def bulk_string(data: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
+# XADD the queue message, then XDEL its delay message only if the XADD succeeded:
+# pipelined as two commands, a refused XADD (OOM, WRONGTYPE) would still let the XDEL
+# run and lose the record. A script stops at the first failing redis.call().
+QUEUE_AND_DELETE = (
+    b"local id = redis.call('XADD', KEYS[1], '*', 'payload', ARGV[1]) "
+    b"redis.call('XDEL', KEYS[2], ARGV[2]) return id"
+)
+
+
 class Target:
     """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
 
-    __slots__ = ("payload", "slot", "xadd", "xadd_delay", "xdel_delay")
+    __slots__ = ("payload", "queue_delete", "slot", "xadd", "xadd_delay", "xdel_delay")
 
     def __init__(self, spec: StreamSpec, keys: Keys) -> None:
         stream = keys.stream(spec.name).encode()
@@ -42,8 +51,16 @@ class Target:
         self.xadd_delay = (
             b"*5\r\n$4\r\nXADD\r\n" + bulk_string(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
         )
-        # XDEL <delay key> <id>
+        # XDEL <delay key> <id> (the cluster path, after the XADDs succeeded)
         self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + bulk_string(delay)
+        # EVAL <QUEUE_AND_DELETE> 2 <key> <delay key> <json> <delay id>: the last two per record
+        self.queue_delete = (
+            b"*7\r\n$4\r\nEVAL\r\n"
+            + bulk_string(QUEUE_AND_DELETE)
+            + b"$1\r\n2\r\n"
+            + bulk_string(stream)
+            + bulk_string(delay)
+        )
 
 
 class Slice:
@@ -75,14 +92,15 @@ class Slice:
         return b"".join([t.xadd_delay + arg for t, arg in zip(targets, self.args(), strict=True)])
 
     def queue_commands(self, ids: Sequence[str | bytes] | None) -> bytes:
-        """XADD to the stream (and XDEL of the delay message when ``ids`` are given)."""
+        """XADD to the stream (and XDEL of the delay message when ``ids`` are given, in
+        one script per record: one reply per record either way)."""
         targets = self.targets
         shared = [targets] * len(self) if isinstance(targets, Target) else targets
         if ids is None:
             return b"".join([t.xadd + arg for t, arg in zip(shared, self.args(), strict=True)])
         return b"".join(
             [
-                b"%b%b%b$%d\r\n%b\r\n" % (t.xadd, arg, t.xdel_delay, len(raw), raw)
+                b"%b%b$%d\r\n%b\r\n" % (t.queue_delete, arg, len(raw), raw)
                 for t, arg, raw in zip(shared, self.args(), _raws(ids), strict=True)
             ]
         )

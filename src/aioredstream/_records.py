@@ -21,7 +21,7 @@ import inflection
 
 from ._keys import DELAY_SUFFIX, check_name
 from ._sharding import shard_name, stream_names
-from .errors import RecordError
+from .errors import ArgumentError, RecordError
 
 __all__ = ["Model", "Registry", "StreamSpec", "default_registry", "register"]
 
@@ -113,7 +113,7 @@ class Registry:
         (default: ``{"id": record.id}``); ``shards=N`` spreads it over ``N`` streams
         by ``shard_key(record)`` (default: its id)."""
         if not isinstance(cls, type):
-            raise TypeError(f"register() takes a class, got {cls!r}")
+            raise ArgumentError(f"register() takes a class, got {cls!r}")
         if name is None:
             stream = str(inflection.tableize(cls.__name__))
         elif callable(name):

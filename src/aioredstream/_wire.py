@@ -41,6 +41,7 @@ Chunk = tuple[bytes, int]
 Sink = Callable[[int, list[Any]], None]
 
 _READ_SIZE = 1 << 16
+_PUSH = hiredis.PushNotification
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -167,6 +168,8 @@ async def _read(
             reply = gets()
             if reply is False:
                 break
+            if reply.__class__ is _PUSH:
+                continue  # RESP3 out-of-band (tracking, maintenance): not a reply
             append(reply)
         else:
             return replies

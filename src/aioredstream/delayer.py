@@ -119,20 +119,25 @@ class Delayer:
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def _deliver(self, entries: list[Entry]) -> int:
-        """Copy, delete and commit ``entries`` in one pipeline, in that order.
+        """Copy ``entries`` to the stream; only once every copy succeeded, delete them
+        from the delay stream and commit.
 
-        Commands run in order, so if the connection breaks midway the copies come
-        first: at worst a message is copied twice, never lost.
+        Two round trips, not one: pipelined together, a refused copy (OOM, WRONGTYPE)
+        would still let the delete run and lose the message. If the connection breaks
+        after the copies, they are made again: at worst a message is copied twice.
         """
         if not entries:
             return 0
         messages = valid_messages(entries, self.stream_name + DELAY_SUFFIX)
         ids = [message_id for message_id, _ in entries]
         with _wire.translate_errors(f"deliver {len(ids)} delay messages to {self._stream_key}"):
+            if messages:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for message in messages:
+                        fields: Any = {"payload": message.raw_payload}
+                        pipe.xadd(self._stream_key, fields)
+                    await pipe.execute()  # raises on the first failed copy
             async with self._client.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    fields: Any = {"payload": message.raw_payload}
-                    pipe.xadd(self._stream_key, fields)
                 pipe.xdel(self._delay_key, *ids)
                 pipe.set(self._offset_key, ids[-1])
                 await pipe.execute()

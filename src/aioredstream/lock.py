@@ -144,10 +144,14 @@ class Lock:
 
     async def _keep(self, scope: anyio.CancelScope) -> None:
         last_ok = anyio.current_time()
+        expiry_s = self._expiry_ms / 1000
         while True:
             await anyio.sleep(self._refresh_s)
             try:
-                held = await self.try_acquire()
+                # A stalled server must not outlast the key: once it would have expired,
+                # someone else may hold the lock, so the work has to stop.
+                with anyio.fail_after(max(0.0, expiry_s - (anyio.current_time() - last_ok))):
+                    held = await self.try_acquire()
             except Exception as exc:
                 # A blip: keep trying until the key would have expired on the server.
                 if anyio.current_time() - last_ok < self._expiry_ms / 1000:

@@ -169,22 +169,25 @@ class Producer:
         return message_id
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
-        """Write a queue message for ``record`` and delete its delay message, in one pipeline."""
+        """Write a queue message for ``record``, then delete its delay message.
+
+        The delete runs only if the write succeeded (one script on the server), so a
+        refused write never takes the delay message with it.
+        """
         target, arg = self._prepare_one(record)
         if self._cluster is not None:  # the per-node path does its own grouping
             ids = None if delay_message_id is None else [_check_id(delay_message_id, None)]
             await self._cluster.send_queue(self, [target], [arg], ids)
             return True
-        data = target.xadd + arg
         if delay_message_id is None:
-            replies = await self._coalescer.submit(data, 1, delay=False)
+            data, command = target.xadd + arg, "XADD"
         else:
             raw = _check_id(delay_message_id, None)
-            data += target.xdel_delay + b"$%d\r\n%b\r\n" % (len(raw), raw)
-            replies = await self._coalescer.submit(data, 2, delay=False)
-        for command, reply in zip(("XADD", "XDEL"), replies, strict=False):
-            if isinstance(reply, _wire.ReplyError):
-                _raise_command_error(reply, command, None)
+            data = target.queue_delete + arg + b"$%d\r\n%b\r\n" % (len(raw), raw)
+            command = "XADD+XDEL"
+        [reply] = await self._coalescer.submit(data, 1, delay=False)
+        if isinstance(reply, _wire.ReplyError):
+            _raise_command_error(reply, command, None)
         return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
@@ -254,7 +257,8 @@ class Producer:
             chunks(),
             sink,
             what="delay",
-            last_read_extra_s=self.wait_timeout or None,
+            # only a WAIT may block longer than the socket timeout (0 s: until acknowledged)
+            last_read_extra_s=(self.wait_timeout or None) if wait_replies else 0.0,
         )
         if wait_replies:
             self._check_acks(wait_results)
@@ -275,17 +279,16 @@ class Producer:
                     yield part.queue_commands(None), len(part)
                 else:
                     start = number * size
-                    yield part.queue_commands(ids[start : start + len(part)]), 2 * len(part)
+                    yield part.queue_commands(ids[start : start + len(part)]), len(part)
+
+        command = "XADD" if ids is None else "XADD+XDEL"
 
         def sink(chunk: int, replies: list[Any]) -> None:
             if not [r for r in replies if r.__class__ is _wire.ReplyError]:
                 return
             for position, reply in enumerate(replies):
                 if isinstance(reply, _wire.ReplyError):
-                    step = 2 if ids is not None else 1
-                    index = chunk * size + position // step
-                    command = "XDEL" if step == 2 and position % 2 else "XADD"
-                    _raise_command_error(reply, command, index)
+                    _raise_command_error(reply, command, chunk * size + position)
 
         await _wire.execute(self.client, chunks(), sink, what="queue")
 

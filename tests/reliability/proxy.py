@@ -1,6 +1,6 @@
 """A TCP proxy in front of a real server that SIGKILLs it after the N-th stream write.
 
-It forwards bytes unchanged. It counts the XADD/XDEL commands clients send, and
+It forwards bytes unchanged. It counts the stream writes (XADD, XDEL, EVAL) clients send, and
 when the count reaches ``kill_after`` it forwards exactly those commands, lets the
 server answer them, kills the server (SIGKILL, as a crash) and drops every client
 connection. That puts a crash at an exact point of a pipelined call: on a slice
@@ -14,7 +14,8 @@ import contextlib
 
 from aioredstream.testing import ServerProcess
 
-WRITE_COMMANDS = {b"XADD", b"XDEL"}
+# the producer writes XADD (delay, queue) and EVAL (queue + delete of the delay message)
+WRITE_COMMANDS = {b"XADD", b"XDEL", b"EVAL"}
 
 
 def split_commands(buffer: bytes) -> tuple[list[tuple[int, bytes]], int]:

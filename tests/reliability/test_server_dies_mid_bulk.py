@@ -49,13 +49,13 @@ async def _run(
 
 
 CASES = [
-    # (operation, kill after the N-th XADD/XDEL the server received)
+    # (operation, kill after the N-th stream write the server received)
     ("bulk_delay", 1),
     ("bulk_delay", SLICE),  # a slice boundary
     ("bulk_delay", 2 * SLICE + SLICE // 2),  # mid-slice
     ("bulk_delay", RECORDS),  # the very last write
-    ("bulk_queue", 2 * SLICE),  # boundary (XADD+XDEL per record)
-    ("bulk_queue", 3 * SLICE + 1),  # mid-slice, between a record's XADD and XDEL
+    ("bulk_queue", 2 * SLICE),  # boundary (one XADD-then-XDEL script per record)
+    ("bulk_queue", 3 * SLICE + 1),  # mid-slice
     ("bulk", SLICE),  # in the delay half
     ("bulk", RECORDS),  # right at the end of the delay half
     ("bulk", RECORDS + 2 * SLICE),  # in the queue half, on a boundary
