@@ -230,3 +230,18 @@ async def test_queue_error_replies_name_the_record_across_slices(client: Redis) 
     with pytest.raises(ServerError, match=r"XADD\+XDEL \(record at index 5\).*WRONGTYPE"):
         await producer.bulk_queue(records, ids)
     assert await client.xlen("redstream:stream:users") == 10
+
+
+async def test_a_producer_follows_later_registrations(client: Redis) -> None:
+    registry = Registry()
+    registry.register(dict, name="first")
+    producer = Producer(client, registry=registry)
+    await producer.queue({"id": 1})
+    registry.register(dict, name="second")
+    await producer.queue({"id": 2})
+    await producer.bulk_queue([{"id": 3}])
+    registry.unregister(dict)
+    with pytest.raises(RecordError):
+        await producer.queue({"id": 4})
+    assert await raw_payloads(client, "redstream:stream:first") == [b'{"id":1}']
+    assert await raw_payloads(client, "redstream:stream:second") == [b'{"id":2}', b'{"id":3}']

@@ -98,6 +98,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[type, StreamSpec] = {}
+        #: bumped by every (un)registration: producers drop what they cached
+        self.version = 0
 
     def register(
         self,
@@ -125,9 +127,11 @@ class Registry:
         if shards:  # the longest shard name must be a valid name too
             _check_stream_name(shard_name(stream, shards - 1), cls)
         self._specs[cls] = StreamSpec(stream, payload or _id_payload, shards, shard_key)
+        self.version += 1
 
     def unregister(self, cls: type) -> None:
-        self._specs.pop(cls, None)
+        if self._specs.pop(cls, None) is not None:
+            self.version += 1
 
     def resolve(self, cls: type, index: int | None = None) -> StreamSpec:
         """The spec for ``cls``; raises :class:`RecordError` when it has none."""

@@ -93,6 +93,7 @@ class Producer:
         self.registry = registry or default_registry
         self._targets: dict[type, Target] = {}  # unsharded classes only: the hot path
         self._sharded: dict[type, Sharded[Target]] = {}
+        self._registry_version = self.registry.version
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
         tail = b""
@@ -136,11 +137,20 @@ class Producer:
             )
         return sharded.pick(record, index)
 
+    def _fresh_targets(self) -> None:
+        """Forget cached targets after a (un)registration (checked once per call)."""
+        if self._registry_version != self.registry.version:
+            self._registry_version = self.registry.version
+            self._targets.clear()
+            self._sharded.clear()
+
     def _prepare(self, records: Sequence[Any]) -> list[Slice]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
+        self._fresh_targets()
         return pack_slices(records, self._targets, self._target, self.slice_size)
 
     def _prepare_one(self, record: Any) -> tuple[Target, bytes]:
+        self._fresh_targets()
         cls = type(record)
         target = self._targets.get(cls) or self._target(record, None)
         try:
