@@ -7,6 +7,7 @@ pytest plugin. The server keeps nothing on disk; its directory is removed on sto
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,10 +21,45 @@ from typing import Self
 __all__ = ["ServerProcess", "find_server_binary", "free_port", "valkey_binary"]
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
+    """A free local port for a server to listen on.
+
+    Picked below the kernel's ephemeral range: a port the kernel hands out (bind to 0)
+    can be taken by any outgoing connection before the server binds it, and tests open
+    many. Never the same port twice in one process.
+    """
+    high = min(_ephemeral_low(), 32768)
+    if high > 16000:
+        for _ in range(500):
+            port = random.randrange(15000, high)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def valkey_binary() -> str | None:
