@@ -57,10 +57,10 @@ async def produce_until_it_works(producer: Producer, users: list[Any]) -> None:
 # its lock could not be refreshed, or the test's end, during Sentinel discovery) drops
 # the connection unclosed, and the garbage collector closes it with a ResourceWarning.
 # Seen in about 1 run of 6; it costs a socket until the next collection, nothing else.
-@pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <(function StreamWriter.__del__|socket.socket)"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+# The objects so reported vary (socket, StreamWriter, Connection, their reprs), so this
+# one test ignores unraisable-exception warnings altogether; what it asserts is that
+# nothing is lost across the failover.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.slow
 async def test_workers_survive_a_failover_and_lose_nothing(
     fresh_sentinel_group: SentinelDeployment, caplog: pytest.LogCaptureFixture
