@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._keys import DELAY_SUFFIX, Keys, untag
-from ._streams import Client
+from ._streams import Client, decode, parse_id
 from ._wire import translate_errors
 
 __all__ = ["ConsumerStatus", "ShardGroup", "StatusReport", "StreamStatus", "collect_status"]
@@ -72,23 +72,14 @@ class StatusReport:
         return asdict(self)
 
 
-def _parse_id(raw: str) -> tuple[int, int]:
-    ms, _, seq = raw.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def _ids(reply: Awaitable[Any]) -> list[str]:
     """Entry ids of an XRANGE / XREVRANGE reply."""
     rows: list[tuple[bytes | str, Any]] = await reply
-    return [_text(entry_id) for entry_id, _ in rows]
+    return [decode(entry_id) for entry_id, _ in rows]
 
 
 async def _scan(client: Client, pattern: str, kind: str | None = None) -> list[str]:
-    return sorted([_text(key) async for key in client.scan_iter(match=pattern, _type=kind)])
+    return sorted([decode(key) async for key in client.scan_iter(match=pattern, _type=kind)])
 
 
 async def collect_status(client: Client, keys: Keys) -> StatusReport:
@@ -184,7 +175,7 @@ async def _stream(
     oldest = await _ids(client.xrange(delay_key, count=1))
     if oldest:
         status.oldest_delay_id = oldest[0]
-        age_ms = now_ms - _parse_id(status.oldest_delay_id)[0]
+        age_ms = now_ms - parse_id(status.oldest_delay_id)[0]
         status.oldest_delay_age_s = max(age_ms, 0) / 1000
     status.consumers = await _consumers(client, key, offsets.get(name, []))
     status.delay_consumers = await _consumers(
@@ -194,7 +185,7 @@ async def _stream(
 
 
 async def _xlen(client: Client, key: str) -> int:
-    kind = _text(await client.type(key))
+    kind = decode(await client.type(key))
     return int(await client.xlen(key)) if kind == "stream" else 0
 
 
@@ -204,7 +195,7 @@ async def _consumers(
     result = []
     for consumer, offset_key in found:
         raw: bytes | str | None = await client.get(offset_key)
-        offset = _text(raw) if raw is not None else "0-0"
+        offset = decode(raw) if raw is not None else "0-0"
         lag, exact = await _lag(client, key, offset)
         result.append(ConsumerStatus(consumer, offset, lag, exact))
     return result
@@ -213,16 +204,16 @@ async def _consumers(
 async def _lag(client: Client, key: str, offset: str) -> tuple[int, bool]:
     """Entries after ``offset``: what the consumer has still to read."""
     try:
-        after = _parse_id(offset)
-    except ValueError:
+        after = parse_id(offset)
+    except ValueError:  # ArgumentError is one
         return await _xlen(client, key), False  # not an id: everything is ahead of it
     first = await _ids(client.xrange(key, count=1))
     if not first:
         return 0, True
     last = await _ids(client.xrevrange(key, count=1))
-    if after >= _parse_id(last[0]):
+    if after >= parse_id(last[0]):
         return 0, True
-    if after < _parse_id(first[0]):
+    if after < parse_id(first[0]):
         return await _xlen(client, key), True
     lag, start = 0, f"({after[0]}-{after[1]}"
     while lag < LAG_COUNT_LIMIT:
