@@ -256,9 +256,12 @@ class _NodeClient:
         self.connection_pool = _NodePool(node)
 
 
-def _as_client(node: ClusterNode) -> Redis:
-    # _wire.execute needs only `.connection_pool` (get_connection/release): duck-typed.
+def as_node_client(node: ClusterNode) -> Redis:
+    """``node`` as a target of :func:`aioredstream._wire.execute` (its pool is all it uses)."""
     return cast(Redis, _NodeClient(node))
+
+
+_as_client = as_node_client
 
 
 class ClusterWriter:
