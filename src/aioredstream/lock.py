@@ -18,6 +18,7 @@ another token, the body is cancelled at once instead of running on unprotected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -127,7 +128,13 @@ class Lock:
         when the lock was lost while ``body`` ran (``body`` is then cancelled). An
         exception of ``body`` propagates after the release.
         """
-        if not await self.try_acquire():
+        try:
+            acquired = await self.try_acquire()
+        except asyncio.CancelledError:
+            # The script may have taken the lock before its reply was read.
+            await self.release()
+            raise
+        if not acquired:
             return False
         completed = False
         error: Exception | None = None
@@ -170,8 +177,22 @@ class Lock:
             last_ok = anyio.current_time()
 
     async def release(self) -> None:
-        """Delete the key if it still holds our token and wake one waiter (bounded, shielded)."""
-        with anyio.move_on_after(_RELEASE_TIMEOUT_S, shield=True) as scope:
+        """Delete the key if it still holds our token and wake one waiter (bounded, shielded).
+
+        A cancellation that arrives meanwhile waits until the release is done (at most
+        1 s): an anyio shield keeps out anyio's cancellations, but not a plain
+        ``Task.cancel()``, so the release also runs in a task of its own.
+        """
+        releasing = asyncio.ensure_future(self._release())
+        with anyio.CancelScope(shield=True):  # anyio's cancellations wait for it...
+            try:
+                await asyncio.shield(releasing)
+            except asyncio.CancelledError:  # ...and so does a plain Task.cancel()
+                await asyncio.wait({releasing})
+                raise
+
+    async def _release(self) -> None:
+        with anyio.move_on_after(_RELEASE_TIMEOUT_S) as scope:
             try:
                 what = f"release lock {self.key}"
                 await _command.script(self._client, _RELEASE, [self.key], [self.token], what=what)
