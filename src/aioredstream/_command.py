@@ -59,8 +59,10 @@ def _arg(value: Arg) -> bytes | str | int:
     return repr(value) if isinstance(value, float) else value
 
 
-async def _target(client: Client, key: Arg | None) -> Redis:
-    """The client (one node) or the cluster node owning ``key``, as a wire target."""
+async def _target(client: Client, key: Arg | None, node: ClusterNode | None = None) -> Redis:
+    """The client (one node), ``node``, or the cluster node owning ``key``, as a wire target."""
+    if node is not None:
+        return as_node_client(node)
     if not isinstance(client, RedisCluster):
         return client
     with _wire.translate_errors("cluster slot map"):
@@ -69,7 +71,7 @@ async def _target(client: Client, key: Arg | None) -> Redis:
             _stale.discard(client)
         await client.initialize()  # a no-op once the client knows the cluster
     try:
-        node: ClusterNode | None = (
+        node = (
             client.get_default_node()
             if key is None
             else client.nodes_manager.get_node_from_slot(client.keyslot(_arg(key)))
@@ -100,13 +102,14 @@ async def pipeline(
     key: Arg | None = None,
     what: str,
     block_s: float | None = 0.0,
+    node: ClusterNode | None = None,
 ) -> list[Any]:
     """Send ``commands`` on one connection (of ``key``'s node on a cluster); their raw replies.
 
     Error replies are returned as ``ReplyError`` objects, in place: the caller decides.
     ``block_s`` is how long the last command may block on the server (``None``: forever).
     """
-    target = await _target(client, key)
+    target = await _target(client, key, node)
     data = b"".join(_wire.pack(*[_arg(a) for a in command]) for command in commands)
     replies: list[Any] = []
     await _wire.execute(
@@ -125,10 +128,15 @@ async def run(
     key: Arg | None = None,
     what: str | None = None,
     block_s: float | None = 0.0,
+    node: ClusterNode | None = None,
 ) -> Any:
-    """One command; its raw reply, or :class:`ServerError` / :class:`TopologyError`."""
+    """One command; its raw reply, or :class:`ServerError` / :class:`TopologyError`.
+
+    It goes to ``node`` when given (a cluster's primaries, one by one), else to the
+    node of ``key`` (any node when ``key`` is ``None``).
+    """
     label = what or (str(args[0]) if key is None else f"{args[0]!s} {key!s}")
-    [reply] = await pipeline(client, [args], key=key, what=label, block_s=block_s)
+    [reply] = await pipeline(client, [args], key=key, what=label, block_s=block_s, node=node)
     check(reply, label, client)
     return reply
 
