@@ -34,7 +34,8 @@ test: lint types unit
 test-all: PYTEST_ARGS += --run-slow
 test-all: test test-compat docs
 
-## the fast suite again on the oldest redis-py that pyproject.toml allows, in .venv-compat
+## the fast suite again on the oldest redis-py that pyproject.toml allows, in .venv-compat,
+## and the stop tests with their slow ones (a worker idle for 30 s)
 REDIS_FLOOR := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 COMPAT_VENV ?= .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-redis-$(REDIS_FLOOR)
@@ -47,6 +48,7 @@ $(COMPAT_STAMP): pyproject.toml
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_ARGS)
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider --run-slow tests/test_stop.py
 
 ## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
 docs: $(STAMP)
