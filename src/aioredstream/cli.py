@@ -41,7 +41,7 @@ from . import __version__, _command
 from ._keys import Keys
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
-from ._status import StatusReport, collect_status, find_namespaces
+from ._status import Status, collect_status, find_namespaces
 from ._streams import Client, decode
 from ._table import format_age, render_table
 from ._wire import translate_errors
@@ -135,7 +135,7 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     status.set_defaults(run=_status)
 
 
-async def _read_status(args: argparse.Namespace) -> tuple[StatusReport, list[str]]:
+async def _read_status(args: argparse.Namespace) -> tuple[Status, list[str]]:
     """The report, and when it is empty without --namespace, the namespaces that have streams."""
     keys = _keys(args)  # a bad namespace fails before anything connects
     plain = _client(args)
@@ -221,7 +221,7 @@ async def _exporter(args: argparse.Namespace) -> int:
 
     await _read_status(args)  # fail at once, with one line, on a bad URL or a down server
 
-    def load() -> StatusReport:
+    def load() -> Status:
         # On the HTTP server's thread: a loop (and a client) of its own per scrape.
         return asyncio.run(_read_status(args))[0]
 
