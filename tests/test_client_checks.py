@@ -76,3 +76,24 @@ def test_a_client_reused_in_a_second_event_loop_raises_event_loop_error(
     asyncio.run(first())
     asyncio.run(second())
     gc.collect()  # the first loop's transports, here, under this test's filter
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_worker_whose_client_moved_to_a_second_event_loop_raises_event_loop_error(
+    server: ServerProcess,
+) -> None:
+    client = Redis.from_url(server.url)
+    delayer = Delayer(client, stream_name="users", delay=1)
+
+    async def first() -> None:
+        assert await delayer.run_once() == 0
+
+    async def second() -> None:
+        with pytest.raises(EventLoopError, match="another event loop") as caught:
+            await delayer.run_once()
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        await client.aclose()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    gc.collect()
