@@ -41,8 +41,8 @@ from . import __version__, _command
 from ._keys import Keys, check_name
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
-from ._status import Status, collect_status, find_namespaces
-from ._streams import Client, decode
+from ._status import Status, collect_status, find_namespaces, lag_after
+from ._streams import Client, decode, parse_id
 from ._table import format_age, render_table
 from ._wire import translate_errors
 from ._worker import check_seconds
@@ -222,8 +222,8 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def _prometheus() -> Any:
@@ -235,6 +235,82 @@ def _prometheus() -> Any:
             "pip install 'aioredstream[prometheus]'"
         ) from None
     return prometheus
+
+
+# -- offset ------------------------------------------------------------------------------
+
+
+def _add_offset(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    offset = commands.add_parser(
+        "offset",
+        help="show or move a consumer's committed offset",
+        description="Show (get) or move (set) the committed offset of consumer CONSUMER "
+        "of STREAM. Moving it skips entries (forward) or hands them to the consumer again "
+        "(backward), so 'set' refuses either without --force and says how many entries "
+        "that are. Stop the consumer first: its next commit would overwrite the offset.",
+    )
+    actions = offset.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for name, help_text in (("get", "print the offset"), ("set", "move the offset to ID")):
+        action = actions.add_parser(name, parents=parents, help=help_text)
+        action.add_argument("stream", metavar="STREAM", type=_checked(check_name))
+        action.add_argument(
+            "consumer",
+            metavar="CONSUMER",
+            type=_checked(lambda text: check_name(text, "consumer name")),
+        )
+        if name == "set":
+            action.add_argument("id", metavar="ID", type=_checked(_entry_id), help="e.g. 0-0")
+            action.add_argument("--force", action="store_true", help="move it anyway")
+        action.set_defaults(run=_offset, action=name, command=f"offset {name}")
+
+
+def _entry_id(text: str) -> str:
+    ms, seq = parse_id(text)
+    return f"{ms}-{seq}"
+
+
+async def _offset(args: argparse.Namespace) -> int:
+    plain = _client(args)
+    client: Client = plain
+    try:
+        client = await _connect(plain, args.url, args.command)
+        layout = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+        stream_key, offset_key = (
+            layout.stream(args.stream),
+            layout.offset(args.stream, args.consumer),
+        )
+        with translate_errors(args.command):
+            raw = await _command.run(client, "GET", offset_key, key=offset_key)
+            current = None if raw is None else decode(raw)
+            if args.action == "get":
+                print(current if current is not None else "(none: it never committed)")
+                return 0
+            return await _move_offset(args, client, stream_key, offset_key, current)
+    finally:
+        await client.aclose()
+
+
+async def _move_offset(
+    args: argparse.Namespace, client: Client, stream_key: str, offset_key: str, current: str | None
+) -> int:
+    before, _ = await lag_after(client, stream_key, current or "0-0")
+    after, exact = await lag_after(client, stream_key, args.id)
+    moved = before - after
+    what = f"consumer {args.consumer} of {args.stream} from {current or '(none)'} to {args.id}"
+    bound = "" if exact else "at least "
+    effect = (
+        f"skips {bound}{_plural(moved, 'entry', 'entries')}"
+        if moved > 0
+        else f"hands {bound}{_plural(-moved, 'entry', 'entries')} to it again"
+    )
+    if current == args.id:
+        print(f"offset of {args.consumer} on {args.stream} is {args.id} already")
+        return 0
+    if not args.force:
+        raise ArgumentError(f"moving {what} {effect}; pass --force to do it")
+    await _command.run(client, "SET", offset_key, args.id, key=offset_key)
+    print(f"moved {what}: {effect}")
+    return 0
 
 
 # -- exporter ----------------------------------------------------------------------------
@@ -462,7 +538,7 @@ async def _run_worker(
 
 # -- main --------------------------------------------------------------------------------
 
-_COMMANDS = [_add_status, _add_exporter, _add_delayer, _add_trimmer, _add_consume]
+_COMMANDS = [_add_status, _add_exporter, _add_offset, _add_delayer, _add_trimmer, _add_consume]
 
 
 def build_parser() -> argparse.ArgumentParser:
