@@ -12,14 +12,16 @@ import logging
 from typing import Any
 
 import anyio
+from redis.client import NEVER_DECODE
 
 from . import _wire
 from ._cluster import is_cluster
 from ._keys import DELAY_SUFFIX, check_name
-from ._streams import Client, parse_id
+from ._streams import Client, decode, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
 from .consumer import Consumer, valid_messages
 from .errors import ArgumentError
+from .message import decode_fields
 
 __all__ = ["Delayer"]
 
@@ -90,10 +92,11 @@ class Delayer:
     async def run_once(self) -> int:
         """Handle one batch of delay messages; return how many were copied or dropped.
 
-        The due ones (a prefix: ids grow with time) are delivered and committed;
-        then, if the batch holds one that is not due yet, wait until it is. The
-        next call reads again from the offset, so a message that its ``queue()``
-        deleted while we waited is not replayed (the gem replays what it read).
+        As the gem's: everything in the batch is delivered before this returns, sleeping
+        until each message is due. Each due group is delivered and committed before
+        the sleep, so a crash mid-sleep repeats nothing that was committed. After a
+        sleep the rest of the batch is read again, so a message that its ``queue()``
+        deleted meanwhile is not replayed (the gem replays what it read).
         """
         return await run_step_once(self.consumer.lock, self._step, 0)
 
@@ -101,13 +104,28 @@ class Delayer:
         entries = await self.consumer.read()
         if not entries:
             return 0
-        now_ms = await self._server_time_ms()
-        due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
-        done = await self._deliver(due)
-        if len(due) < len(entries):
-            next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
-            await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
-        return done
+        last_id = entries[-1][0]
+        done = 0
+        while True:
+            now_ms = await self._server_time_ms()
+            due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
+            done += await self._deliver(due)
+            if len(due) == len(entries):
+                return done
+            next_id = entries[len(due)][0]
+            await anyio.sleep((parse_id(next_id)[0] + self._delay_ms - now_ms + 1) / 1000)
+            entries = await self._read_range(next_id, last_id)
+            if not entries:
+                return done
+
+    async def _read_range(self, first_id: str, last_id: str) -> list[Entry]:
+        """The delay entries from ``first_id`` to ``last_id`` still there (the rest of a batch)."""
+        execute: Any = self._client.execute_command
+        with _wire.translate_errors(f"XRANGE {self._delay_key}"):
+            rows: Any = await execute(
+                "XRANGE", self._delay_key, first_id, last_id, **{NEVER_DECODE: True}
+            )
+        return [(decode(raw_id), decode_fields(fields)) for raw_id, fields in rows or ()]
 
     async def _server_time_ms(self) -> int:
         client: Any = self._client

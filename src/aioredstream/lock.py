@@ -103,6 +103,8 @@ class Lock:
         #: milliseconds the current holder's key has left (-1: no expiry), set when
         #: :meth:`acquire` found the lock taken.
         self.holder_ttl_ms: int | None = None
+        #: the last release woke a standby: a ``run_once`` loop lets it have the next turn
+        self.turn_given = False
 
     async def try_acquire(self) -> bool:
         """Take or refresh the lock once; ``False`` when another token holds it."""
@@ -177,6 +179,19 @@ class Lock:
                 logger.warning("could not release lock %s: %s", self.key, exc)
         if scope.cancelled_caught:
             logger.warning("releasing lock %s timed out; it expires on its own", self.key)
+
+    async def woke_a_standby(self) -> bool:
+        """After :meth:`release`: whether a standby blocked on the notify list took its
+        element (the server hands it to a blocked ``BRPOP`` before it runs our next
+        command), i.e. someone is about to try the lock. ``False`` if the server cannot
+        say: only the order of turns is at stake."""
+        try:
+            with _wire.translate_errors(f"LLEN {self.notify_key}"):
+                length: Any = await self._client.llen(self.notify_key)
+        except Exception as exc:
+            logger.debug("could not look for standbys of lock %s: %s", self.key, exc)
+            return False
+        return int(length) == 0
 
     async def standby(self, max_wait: float = 5.0) -> None:
         """After a failed :meth:`acquire`: wait for a release, or until the holder's key expires.
