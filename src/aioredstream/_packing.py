@@ -17,10 +17,9 @@ from redis.crc import key_slot
 
 from ._codec import dumps
 from ._keys import Keys
-from ._records import StreamSpec
-from .errors import PayloadError, RecordError
+from ._records import StreamSpec, payload_error
 
-__all__ = ["Slice", "Target", "bulk_string", "flatten", "pack_slices", "payload_error"]
+__all__ = ["Slice", "Target", "bulk_string", "flatten", "pack_slices"]
 
 
 def bulk_string(data: bytes) -> bytes:
@@ -147,10 +146,14 @@ def pack_slices(
                 last_cls = record.__class__
                 cached = cache.get(last_cls)
             target = cached or target_for(record, index)
-            try:
-                data = dumps(target.payload(record))
+            try:  # two steps, so that the error names what failed (zero-cost try)
+                value = target.payload(record)
             except Exception as exc:
                 raise payload_error(record, index, exc) from exc
+            try:
+                data = dumps(value)
+            except Exception as exc:
+                raise payload_error(record, index, exc, encoding=True) from exc
             targets.append(target)
             parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
         ends = array("I", accumulate(map(len, parts)))
@@ -158,16 +161,3 @@ def pack_slices(
         shared = targets.count(first) == len(targets)
         slices.append(Slice(first if shared else targets, b"".join(parts), ends))
     return slices
-
-
-def payload_error(record: Any, index: int | None, exc: Exception) -> RecordError:
-    cls = type(record)
-    at = "" if index is None else f" at index {index}"
-    what = f"record{at} of type {cls.__module__}.{cls.__qualname__}"
-    if isinstance(exc, AttributeError | KeyError):
-        return PayloadError(
-            f"{what}: cannot build its payload: {exc!r}", index=index, record_type=cls
-        )
-    return PayloadError(
-        f"{what}: payload is not JSON-serialisable: {exc}", index=index, record_type=cls
-    )

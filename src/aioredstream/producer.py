@@ -14,8 +14,8 @@ from . import _cluster, _wire
 from ._coalesce import Coalescer
 from ._codec import dumps
 from ._keys import Keys
-from ._packing import Slice, Target, flatten, pack_slices, payload_error
-from ._records import Registry, StreamSpec, default_registry
+from ._packing import Slice, Target, flatten, pack_slices
+from ._records import PerRecord, Registry, StreamSpec, default_registry, payload_error
 from ._sharding import Sharded
 from .errors import (
     ArgumentError,
@@ -91,8 +91,9 @@ class Producer:
         self.wait_aof = wait_aof
         self.slice_size = slice_size
         self.registry = registry or default_registry
-        self._targets: dict[type, Target] = {}  # unsharded classes only: the hot path
-        self._sharded: dict[type, Sharded[Target]] = {}
+        self._targets: dict[type, Target] = {}  # one stream per class: the hot path
+        # classes whose records pick their stream: sharded, or named per record
+        self._pickers: dict[type, Sharded[Target] | PerRecord[Target]] = {}
         self._registry_version = self.registry.version
         self._waitaof_checked = False
         wait_ms = round(self.wait_timeout * 1000)
@@ -122,27 +123,31 @@ class Producer:
     # -- records -> bytes -----------------------------------------------------------
 
     def _target(self, record: Any, index: int | None) -> Target:
-        """The slow path: a class's first record, or any record of a sharded class
-        (sharded classes stay out of ``_targets`` so the hot path has no extra check)."""
+        """The slow path: a class's first record, or any record of a class whose records
+        pick their stream (sharded, or named per record); those classes stay out of
+        ``_targets``, so the hot path has no extra check."""
         cls = type(record)
-        sharded = self._sharded.get(cls)
-        if sharded is None:
+        picker = self._pickers.get(cls)
+        if picker is None:
             spec = self.registry.resolve(cls, index)
-            if spec.shards is None:
+            if spec.shards is None and spec.name_of is None:
                 target = self._targets[cls] = Target(spec, self.keys)
                 return target
             payload = spec.payload
-            sharded = self._sharded[cls] = Sharded(
-                spec, lambda name: Target(StreamSpec(name, payload), self.keys)
-            )
-        return sharded.pick(record, index)
+
+            def make(name: str) -> Target:
+                return Target(StreamSpec(name, payload), self.keys)
+
+            picker = Sharded(spec, make) if spec.shards else PerRecord(spec, make)
+            self._pickers[cls] = picker
+        return picker.pick(record, index)
 
     def _fresh_targets(self) -> None:
         """Forget cached targets after a (un)registration (checked once per call)."""
         if self._registry_version != self.registry.version:
             self._registry_version = self.registry.version
             self._targets.clear()
-            self._sharded.clear()
+            self._pickers.clear()
 
     def _prepare(self, records: Sequence[Any]) -> list[Slice]:
         """Serialise every payload of a call before anything is sent (all or nothing)."""
@@ -154,9 +159,13 @@ class Producer:
         cls = type(record)
         target = self._targets.get(cls) or self._target(record, None)
         try:
-            data = dumps(target.payload(record))
+            value = target.payload(record)
         except Exception as exc:
             raise payload_error(record, None, exc) from exc
+        try:
+            data = dumps(value)
+        except Exception as exc:
+            raise payload_error(record, None, exc, encoding=True) from exc
         return target, b"$%d\r\n%b\r\n" % (len(data), data)
 
     # -- the seed's API ---------------------------------------------------------------

@@ -48,7 +48,8 @@ from sqlalchemy import util as sa_util
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session, sessionmaker
 
-from ..errors import ArgumentError, PayloadError, UnsupportedError
+from .._records import payload_error
+from ..errors import ArgumentError, UnsupportedError
 from ..producer import Producer
 
 __all__ = ["Tracker", "track"]
@@ -108,7 +109,7 @@ class Tracker:
         self.models = models
         self._target = target
         self._info_key = f"aioredstream.tracker.{next(_tracker_numbers)}"
-        self._snapshot_classes: dict[type, type[_Snapshot]] = {}
+        self._snapshot_classes: dict[tuple[type, str], type[_Snapshot]] = {}
         self._listeners: list[tuple[Any, str, Callable[..., None]]] = []
         self._restore: Callable[[], None] | None = None
 
@@ -245,30 +246,27 @@ class Tracker:
 
     def _snapshot(self, instance: object) -> _Snapshot:
         cls = type(instance)
-        snapshot_cls = self._snapshot_classes.get(cls)
-        if snapshot_cls is None:
-            snapshot_cls = self._snapshot_classes[cls] = self._snapshot_class(cls)
         spec = self.producer.registry.resolve(cls)
+        stream = spec.stream_of(instance)  # per record, if its class names them so
+        snapshot_cls = self._snapshot_classes.get((cls, stream))
+        if snapshot_cls is None:
+            snapshot_cls = self._snapshot_classes[cls, stream] = _snapshot_class(cls, stream)
         try:
             payload = spec.payload(instance)
         except Exception as exc:
-            raise PayloadError(
-                f"record of type {cls.__module__}.{cls.__qualname__}: cannot build its "
-                f"payload: {exc!r}",
-                record_type=cls,
-            ) from exc
+            raise payload_error(instance, None, exc) from exc
         return snapshot_cls(payload)
 
-    def _snapshot_class(self, cls: type) -> type[_Snapshot]:
-        spec = self.producer.registry.resolve(cls)
-        # Named after the model, so that producer errors name the model.
-        namespace = {
-            "__slots__": (),
-            "stream": spec.name,
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-        }
-        return type(cls.__name__, (_Snapshot,), namespace)
+
+def _snapshot_class(cls: type, stream: str) -> type[_Snapshot]:
+    # Named after the model, so that producer errors name the model.
+    namespace = {
+        "__slots__": (),
+        "stream": stream,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    }
+    return type(cls.__name__, (_Snapshot,), namespace)
 
 
 def track(
