@@ -325,8 +325,13 @@ def payload_error(
 
 
 def _detached(exc: BaseException) -> bool:
-    """SQLAlchemy's "Instance <User> is not bound to a Session" (without importing it)."""
-    return type(exc).__name__ == "DetachedInstanceError" or "not bound to a Session" in str(exc)
+    """SQLAlchemy's "Instance <User> is not bound to a Session", or the lazy refresh of an
+    expired attribute that AsyncSession refuses (``MissingGreenlet``), without importing it."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(
+        sign in text
+        for sign in ("DetachedInstanceError", "not bound to a Session", "MissingGreenlet")
+    )
 
 
 def _where(index: int | None, cls: type) -> str:

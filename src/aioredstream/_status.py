@@ -67,6 +67,8 @@ class StatusReport:
     server_time_ms: int
     streams: list[StreamStatus]
     groups: list[ShardGroup] = field(default_factory=list)
+    #: consumers whose unread entries were deleted: a trimmer that does not list them?
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,16 +110,56 @@ async def collect_status(client: Client, keys: Keys) -> StatusReport:
                 offsets.setdefault(stream, []).append((consumer, key))
                 names.add(stream)
         bases = sorted({n.removesuffix(DELAY_SUFFIX) for n in names}, key=_shard_order)
-        streams = []
+        streams, warnings = [], []
         for name in bases:
             layout = Keys(keys.namespace, hash_tags=name in tagged)
             streams.append(await _stream(client, layout, name, offsets, now_ms))
+            warnings += await _trimmed_past(client, layout.stream(name), streams[-1])
     return StatusReport(
         namespace=keys.namespace,
         server_time_ms=now_ms,
         streams=streams,
         groups=shard_groups(streams),
+        warnings=warnings,
     )
+
+
+async def _trimmed_past(client: Client, key: str, stream: StreamStatus) -> list[str]:
+    """Consumers with entries after their offset that are known to be deleted: a trimmer
+    that does not list them? (Delay streams, which ``queue()`` deletes from, are not
+    looked at.) Known deleted: the highest id XDEL removed (``max-deleted-entry-id``;
+    XTRIM does not record one), every consumer's offset below the first entry (an
+    offset is the id of an entry that was read), and the last id of an emptied stream.
+    """
+    offsets = [(c.name, parse_id(c.offset)) for c in stream.consumers if _parses(c.offset)]
+    if not offsets:
+        return []
+    try:
+        info: Any = await client.xinfo_stream(key)
+    except Exception:  # gone meanwhile: nothing to say
+        return []
+    first = info.get("first-entry")
+    known = [parse_id(decode(info.get("max-deleted-entry-id") or "0-0"))]
+    if first:
+        known += [offset for _, offset in offsets if offset < parse_id(decode(first[0]))]
+    elif int(info.get("entries-added") or 0):
+        known.append(parse_id(decode(info["last-generated-id"])))
+    deleted = max(known)
+    return [
+        f"consumer {name!r} of {stream.name} has offset {'-'.join(map(str, offset))}, but "
+        f"entries after it were deleted (up to {'-'.join(map(str, deleted))} at least): "
+        "is it missing from the trimmer's consumers?"
+        for name, offset in offsets
+        if offset < deleted
+    ]
+
+
+def _parses(offset: str) -> bool:
+    try:
+        parse_id(offset)
+    except ValueError:
+        return False
+    return True
 
 
 _SHARD = re.compile(r"^(.+)-(\d+)$")
