@@ -114,6 +114,8 @@ def _make_orjson_dumps() -> Callable[[Any], bytes] | None:
     def refuse(obj: Any) -> Any:
         raise _Defer
 
+    shortest_too_deep = _SHORTEST_TOO_DEEP  # a closure constant: the common case is one len()
+
     def dumps(obj: Any) -> bytes:
         try:
             out = orjson_dumps(obj, default=refuse, option=option)
@@ -125,7 +127,7 @@ def _make_orjson_dumps() -> Callable[[Any], bytes] | None:
         # Only look for them when the output has a null at all (None values are common).
         if b"null" in out and _has_non_finite(obj):
             return _stdlib_dumps(obj)  # raises ValueError
-        if len(out) >= _SHORTEST_TOO_DEEP:
+        if len(out) >= shortest_too_deep:
             _check_depth(obj, out)
         return out
 
