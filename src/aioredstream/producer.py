@@ -10,10 +10,10 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from . import _cluster, _wire
+from . import _cluster, _telemetry, _wire
 from ._coalesce import Coalescer
 from ._codec import dumps
-from ._keys import Keys
+from ._keys import DELAY_SUFFIX, Keys
 from ._packing import Slice, Target, flatten, pack_slices
 from ._records import PerRecord, Registry, StreamSpec, default_registry, payload_error
 from ._sharding import Sharded
@@ -60,10 +60,7 @@ class Producer:
         slice_size: int = 250,
         registry: Registry | None = None,
     ) -> None:
-        if not hasattr(client, "connection_pool") and not _cluster.is_cluster(client):
-            raise ArgumentError(
-                f"client must be a redis.asyncio.Redis or RedisCluster, got {client!r}"
-            )
+        _cluster.check_client(client)
         if wait is True or not isinstance(wait, int) or wait < 0:
             raise ArgumentError(f"wait must be False or a replica count >= 1, got {wait!r}")
         if not isinstance(wait_timeout, int | float) or not wait_timeout >= 0:
@@ -176,6 +173,10 @@ class Producer:
         Concurrent calls on one producer share pipelines (see ``_coalesce``).
         """
         target, arg = self._prepare_one(record)
+        with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):
+            return await self._delay_one(target, arg)
+
+    async def _delay_one(self, target: Target, arg: bytes) -> str:
         if self.wait_aof and not self._waitaof_checked:
             await self._check_waitaof()
         if self._cluster is not None:  # the per-node path does its own grouping
@@ -194,10 +195,17 @@ class Producer:
         refused write never takes the delay message with it.
         """
         target, arg = self._prepare_one(record)
+        with _telemetry.produce("queue", lambda: [target.name], 1):
+            await self._queue_one(target, arg, delay_message_id)
+        return True
+
+    async def _queue_one(
+        self, target: Target, arg: bytes, delay_message_id: str | bytes | None
+    ) -> None:
         if self._cluster is not None:  # the per-node path does its own grouping
             ids = None if delay_message_id is None else [_check_id(delay_message_id, None)]
             await self._cluster.send_queue(self, [target], [arg], ids)
-            return True
+            return
         if delay_message_id is None:
             data, command = target.xadd + arg, "XADD"
         else:
@@ -207,11 +215,14 @@ class Producer:
         [reply] = await self._coalescer.submit(data, 1, delay=False)
         if isinstance(reply, _wire.ReplyError):
             _raise_command_error(reply, command, None)
-        return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
         """Write delay messages for all ``records`` in slices; WAIT once after the last slice."""
-        return await self._send_delay(self._prepare(_materialise(records)))
+        slices = self._prepare(_materialise(records))
+        with _telemetry.produce(
+            "bulk_delay", lambda: _streams(slices, True), _count(slices), self.wait
+        ):
+            return await self._send_delay(slices)
 
     async def bulk_queue(
         self, records: Iterable[Any], delay_message_ids: Sequence[str | bytes] | None = None
@@ -221,7 +232,9 @@ class Producer:
         ids: list[bytes] | None = None
         if delay_message_ids is not None:
             ids = _check_ids(delay_message_ids, len(items))
-        await self._send_queue(self._prepare(items), ids)
+        slices = self._prepare(items)
+        with _telemetry.produce("bulk_queue", lambda: _streams(slices, False), len(items)):
+            await self._send_queue(slices, ids)
         return True
 
     @asynccontextmanager
@@ -234,9 +247,14 @@ class Producer:
         the delayer.
         """
         slices = self._prepare(_materialise(records))
-        ids = await self._send_delay(slices)
-        yield list(ids)
-        await self._send_queue(slices, ids)
+        count = _count(slices)
+        # The body runs inside the "bulk" span: its own spans (SQL) become children.
+        with _telemetry.produce("bulk", lambda: _streams(slices, False), count):
+            with _telemetry.produce("bulk_delay", lambda: _streams(slices, True), count, self.wait):
+                ids = await self._send_delay(slices)
+            yield list(ids)
+            with _telemetry.produce("bulk_queue", lambda: _streams(slices, False), count):
+                await self._send_queue(slices, ids)
 
     # -- bytes -> Redis ---------------------------------------------------------------
 
@@ -397,3 +415,17 @@ def _raise_command_error(reply: object, command: str, index: int | None) -> None
     if "unknown command" in message.lower():
         raise UnsupportedError(f"{command}{at}: {message}")
     raise ServerError(f"{command}{at}: {message}")
+
+
+def _count(slices: list[Slice]) -> int:
+    return sum(len(part) for part in slices)
+
+
+def _streams(slices: list[Slice], delay: bool) -> list[str]:
+    """The streams a call writes, in first-seen order (for telemetry only)."""
+    names: dict[str, None] = {}
+    for part in slices:
+        targets = part.targets
+        for target in [targets] if isinstance(targets, Target) else targets:
+            names[target.name + DELAY_SUFFIX if delay else target.name] = None
+    return list(names)
