@@ -256,9 +256,12 @@ class _NodeClient:
         self.connection_pool = _NodePool(node)
 
 
-def _as_client(node: ClusterNode) -> Redis:
-    # _wire.execute needs only `.connection_pool` (get_connection/release): duck-typed.
+def as_node_client(node: ClusterNode) -> Redis:
+    """``node`` as a target of :func:`aioredstream._wire.execute` (its pool is all it uses)."""
     return cast(Redis, _NodeClient(node))
+
+
+_as_client = as_node_client
 
 
 class ClusterWriter:
@@ -285,7 +288,8 @@ class ClusterWriter:
     async def call(self, *args: bytes | str | int, what: str) -> Any:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
         await self._owners(())
-        return await _wire.call(_as_client(self.client.get_random_primary_node()), *args, what=what)
+        # get_primaries() exists on every redis-py we support (get_random_primary_node: 7.1+)
+        return await _wire.call(_as_client(self.client.get_primaries()[0]), *args, what=what)
 
     async def send_delay(
         self, producer: Producer, targets: Sequence[Target], args: Sequence[bytes]

@@ -31,7 +31,7 @@ from ..helpers import User
 ACL_RULES = (
     "on >{password} resetkeys ~{ns}:redstream:* resetchannels -@all "
     "+xadd +xdel +xread +xrange +xrevrange +xlen +xtrim +get +mget +set +del +rpush +brpop "
-    "+eval +pexpire +pttl +multi +exec +wait +time +ping"
+    "+eval +evalsha +pexpire +pttl +multi +exec +wait +time +ping"
 )
 
 
