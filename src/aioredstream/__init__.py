@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ._keys import Keys
 from ._records import Model, Registry, default_registry, register
+from ._runner import Runnable, run_workers
 from ._sharding import shard_of
+from ._status import ConsumerStatus, ShardGroup, Status, StreamStatus, status
 from ._streams import max_consumer_id, max_stream_id, stream_size
 from .consumer import Consumer
 from .delayer import Delayer
@@ -30,6 +32,7 @@ from .trimmer import Trimmer
 __all__ = [
     "ArgumentError",
     "Consumer",
+    "ConsumerStatus",
     "Delayer",
     "EventLoopError",
     "Keys",
@@ -43,9 +46,13 @@ __all__ = [
     "RedstreamError",
     "Registry",
     "ReplicationError",
+    "Runnable",
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "ShardGroup",
+    "Status",
+    "StreamStatus",
     "TopologyError",
     "Trimmer",
     "UnsupportedError",
@@ -53,7 +60,9 @@ __all__ = [
     "max_consumer_id",
     "max_stream_id",
     "register",
+    "run_workers",
     "shard_of",
+    "status",
     "stream_size",
 ]
 

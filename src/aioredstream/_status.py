@@ -19,11 +19,21 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from . import _command
+from ._cluster import check_client
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
 from ._wire import translate_errors
 
-__all__ = ["ConsumerStatus", "ShardGroup", "StatusReport", "StreamStatus", "collect_status"]
+__all__ = [
+    "ConsumerStatus",
+    "ShardGroup",
+    "Status",
+    "StatusReport",
+    "StreamStatus",
+    "collect_status",
+    "find_namespaces",
+    "status",
+]
 
 # Lag is counted by paging XRANGE; past this many entries it is reported as a lower bound.
 LAG_COUNT_LIMIT = 1_000_000
@@ -64,7 +74,9 @@ class ShardGroup:
 
 
 @dataclass
-class StatusReport:
+class Status:
+    """What :func:`status` returns (``aioredstream status --json`` prints the same)."""
+
     namespace: str | None
     server_time_ms: int
     streams: list[StreamStatus]
@@ -82,7 +94,29 @@ async def _ids(client: Client, *args: str | int) -> list[str]:
     return [decode(row[0]) for row in rows]
 
 
-async def collect_status(client: Client, keys: Keys) -> StatusReport:
+async def find_namespaces(client: Client) -> list[str]:
+    """The namespaces that have streams on the server (either key layout)."""
+    marker = "redstream:stream:"
+    found = await _command.scan(client, f"*:{marker}*", "stream")
+    return sorted({key[: key.index(marker) - 1] for key in found if marker in key})
+
+
+async def status(client: Client, namespace: str | None = None) -> Status:
+    """The streams of ``namespace`` on the server: lengths, delay backlog and its age,
+    every consumer's committed offset and lag, and shard groups.
+
+    Read-only, by the server's clock; on a ``RedisCluster`` every primary is scanned,
+    and both key layouts are found. The same data as ``aioredstream status --json``.
+    """
+    check_client(client)
+    return await collect_status(client, Keys(namespace))
+
+
+#: the name inside the package before :class:`Status` was public
+StatusReport = Status
+
+
+async def collect_status(client: Client, keys: Keys) -> Status:
     """Everything ``aioredstream status`` shows, for the namespace of ``keys`` (either layout)."""
     with translate_errors("status"):
         if isinstance(client, RedisCluster):
@@ -115,7 +149,7 @@ async def collect_status(client: Client, keys: Keys) -> StatusReport:
             layout = Keys(keys.namespace, hash_tags=name in tagged)
             streams.append(await _stream(client, layout, name, offsets, now_ms))
             warnings += await _trimmed_past(client, layout.stream(name), streams[-1])
-    return StatusReport(
+    return Status(
         namespace=keys.namespace,
         server_time_ms=now_ms,
         streams=streams,
