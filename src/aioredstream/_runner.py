@@ -44,7 +44,7 @@ def load_handler(spec: str) -> Handler:
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ArgumentError(f"--handler {spec!r} must look like 'module:function'")
+        raise ArgumentError(f"{spec!r} must look like 'module:function'")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -53,25 +53,23 @@ def load_handler(spec: str) -> Handler:
     except ModuleNotFoundError as exc:
         # The module itself (or a parent package) is missing, not something it imports.
         if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
-            raise ArgumentError(f"--handler {spec!r}: no module named {exc.name!r}") from None
-        raise ArgumentError(f"--handler {spec!r}: importing {module_name} failed: {exc}") from None
+            raise ArgumentError(f"{spec!r}: no module named {exc.name!r}") from None
+        raise ArgumentError(f"{spec!r}: importing {module_name} failed: {exc}") from None
     except Exception as exc:  # the user's module raised while importing
         raise ArgumentError(
-            f"--handler {spec!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+            f"{spec!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
         ) from None
     target: Any = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ArgumentError(f"--handler {spec!r}: {module_name} has no {attr!r}") from None
+            raise ArgumentError(f"{spec!r}: {module_name} has no {attr!r}") from None
     if not callable(target):
-        raise ArgumentError(f"--handler {spec!r} is a {type(target).__name__}, not a function")
+        raise ArgumentError(f"{spec!r} is a {type(target).__name__}, not a function")
     call = target if inspect.isroutine(target) else getattr(target, "__call__", None)  # noqa: B004
     if not inspect.iscoroutinefunction(call):
-        raise ArgumentError(
-            f"--handler {spec!r} must be an async function taking list[Message] (async def)"
-        )
+        raise ArgumentError(f"{spec!r} must be an async function taking list[Message] (async def)")
     handler: Handler = target
     return handler
 

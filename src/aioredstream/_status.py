@@ -32,6 +32,7 @@ __all__ = [
     "StreamStatus",
     "collect_status",
     "find_namespaces",
+    "lag_after",
     "status",
 ]
 
@@ -275,12 +276,12 @@ async def _consumers(
     for consumer, offset_key in found:
         raw: bytes | None = await _command.run(client, "GET", offset_key, key=offset_key)
         offset = decode(raw) if raw is not None else "0-0"
-        lag, exact = await _lag(client, key, offset)
+        lag, exact = await lag_after(client, key, offset)
         result.append(ConsumerStatus(consumer, offset, lag, exact))
     return result
 
 
-async def _lag(client: Client, key: str, offset: str) -> tuple[int, bool]:
+async def lag_after(client: Client, key: str, offset: str) -> tuple[int, bool]:
     """Entries after ``offset``: what the consumer has still to read."""
     try:
         after = parse_id(offset)

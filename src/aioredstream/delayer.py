@@ -53,12 +53,7 @@ class Delayer:
         backoff: float = 5.0,
         hash_tags: bool | None = None,
     ) -> None:
-        check_name(stream_name)
-        if stream_name.endswith(DELAY_SUFFIX):
-            raise ArgumentError(
-                f"stream_name {stream_name!r} names a delay stream; pass the stream it delays for"
-            )
-        self.stream_name = stream_name
+        self.stream_name = self.check_stream_name(stream_name)
         self.delay = check_seconds(delay, "delay")
         self.consumer = Consumer(
             client,
@@ -76,6 +71,16 @@ class Delayer:
         self._delay_key = keys.delay_stream(stream_name)
         self._offset_key = keys.offset(stream_name + DELAY_SUFFIX, "delayer")
         self._delay_ms = round(self.delay * 1000)
+
+    @staticmethod
+    def check_stream_name(stream_name: str) -> str:
+        """``stream_name`` if a delayer can run for it (it must not be a delay stream)."""
+        check_name(stream_name)
+        if stream_name.endswith(DELAY_SUFFIX):
+            raise ArgumentError(
+                f"stream_name {stream_name!r} names a delay stream; pass the stream it delays for"
+            )
+        return stream_name
 
     async def run(self) -> None:
         """Delay batches until cancelled, holding the lock; errors are logged, then ``backoff``."""
