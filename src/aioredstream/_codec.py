@@ -13,7 +13,8 @@ Where the bytes differ from Ruby's ``JSON.dump`` of the same value: only in how 
 floats are spelled. Ruby writes a float with ``Float#to_s``, which always has a
 fraction and its own exponent form (``1.0e-07``, ``1.0e+20``, ``100.0``); Python
 writes ``repr(float)`` (``1e-07``, ``1e+20``, ``100.0``), and orjson its own
-shortest form (``1e-7``, ``1e20``). All are valid JSON for the same IEEE double, so any
+shortest form (``1e-7``, ``1e+20``, and ``0.00006103515625`` where the others write
+``6.103515625e-05``). All are valid JSON for the same IEEE double, so any
 JSON parser (Ruby's, Python's) gives the consumer the same value; payloads are parsed,
 never compared as bytes. Integers, strings (raw UTF-8, not escaped), ``true``/
 ``false``/``null``, key order and the absence of spaces are byte for byte the gem's.
