@@ -55,7 +55,8 @@ def test_the_gems_nesting_limit_is_kept_by_both_encoders(encoder: str) -> None:
 def test_floats_are_the_same_doubles_as_rubys_spelling(encoder: str) -> None:
     """Ruby writes 1.0e-07, 1.0e+20, 100.0; we may write 1e-07 / 1e-7: same values."""
     values = [1e-07, 1e20, 100.0, 0.1, 1.5e-07, -2.5e300, 6.103515625e-05]
-    ruby = b"[1.0e-07,1.0e+20,100.0,0.1,1.5e-07,-2.5e+300,6.103515625e-05]"  # Float#to_s, for comparison
+    # Float#to_s, for comparison
+    ruby = b"[1.0e-07,1.0e+20,100.0,0.1,1.5e-07,-2.5e+300,6.103515625e-05]"
     assert json.loads(ENCODERS[encoder](values)) == json.loads(ruby) == values
 
 
