@@ -27,19 +27,19 @@ import asyncio
 import copy
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import _wire
 
+if TYPE_CHECKING:
+    from .send.acks import Acks
+
 __all__ = ["Coalescer"]
 
 logger = logging.getLogger("aioredstream.coalesce")
-
-#: raises a fresh error if the WAIT / WAITAOF replies fall short
-AckCheck = Callable[[list[Any]], None]
 
 
 class _Call:
@@ -69,19 +69,14 @@ class Coalescer:
         self,
         client: Any,
         *,
-        wait_tail: bytes,
-        wait_replies: int,
-        last_read_extra_s: float | None,
-        check_acks: AckCheck,
+        acks: Acks,
         slice_size: int,
         max_batches: int = 2,
         max_calls: int = 5000,
     ) -> None:
         self._client = client
-        self._wait_tail = wait_tail
-        self._wait_replies = wait_replies
-        self._last_read_extra_s = last_read_extra_s
-        self._check_acks = check_acks
+        self._acks = acks
+        self.script_loaded = False  # QUEUE_AND_DELETE on this client's server (send/node)
         self._slice_size = slice_size
         self._max_batches = max_batches
         self._max_calls = max_calls
@@ -152,7 +147,8 @@ class Coalescer:
 
     async def _run(self, batch: _Batch) -> None:
         calls = batch.calls
-        waits = self._wait_replies if any(c.delay for c in calls) else 0
+        acks = self._acks
+        waits = acks.count if any(c.delay for c in calls) else 0
         in_flight: deque[list[_Call]] = deque()
         wait_results: list[Any] = []
 
@@ -164,7 +160,7 @@ class Coalescer:
                 data = b"".join([c.data for c in part])
                 count = sum(c.count for c in part)
                 if waits and start + size >= len(calls):
-                    yield data + self._wait_tail, count + waits
+                    yield data + acks.tail, count + waits
                 else:
                     yield data, count
 
@@ -184,7 +180,7 @@ class Coalescer:
                 chunks(),
                 sink,
                 what="coalesced delay/queue",
-                last_read_extra_s=self._last_read_extra_s if waits else 0.0,
+                last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
             )
         except Exception as exc:
             for call in calls:
@@ -202,7 +198,7 @@ class Coalescer:
             if call.future.done():
                 continue
             try:
-                self._check_acks(wait_results)
+                acks.check(wait_results)
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:

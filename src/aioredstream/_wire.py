@@ -35,7 +35,8 @@ from .errors import (
 __all__ = ["Chunk", "ReplyError", "call", "execute", "pack", "translate_errors"]
 
 ReplyError = hiredis.ReplyError
-#: (RESP bytes, number of replies they produce)
+#: (RESP bytes, number of replies they produce); ``None`` asks for the oldest chunk's
+#: replies before the next chunk (a sender whose next commands depend on them)
 Chunk = tuple[bytes, int]
 #: called with each chunk's replies, in order
 Sink = Callable[[int, list[Any]], None]
@@ -58,16 +59,22 @@ def translate_errors(what: str) -> Iterator[None]:
     except RedstreamError:
         raise
     except (redis_exc.TimeoutError, TimeoutError) as exc:
-        raise ServerTimeoutError(f"{what}: timed out ({exc})") from exc
+        raise ServerTimeoutError(f"{what}: timed out ({_cause(exc)})") from exc
     except (redis_exc.ConnectionError, OSError, EOFError, hiredis.ProtocolError) as exc:
-        raise ServerConnectionError(f"{what}: connection failed ({exc})") from exc
+        raise ServerConnectionError(f"{what}: connection failed ({_cause(exc)})") from exc
     except redis_exc.RedisError as exc:
-        raise ServerError(f"{what}: {exc}") from exc
+        raise ServerError(f"{what}: {_cause(exc)}") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The cause in words: its message, or its type's name when it has none
+    (redis-py's ``MaxConnectionsError()``, a bare ``TimeoutError()``)."""
+    return str(exc) or type(exc).__name__
 
 
 async def execute(
     client: Redis,
-    chunks: Iterable[Chunk],
+    chunks: Iterable[Chunk | None],
     sink: Sink,
     *,
     what: str,
@@ -117,7 +124,7 @@ async def acquire(pool: Any, what: str) -> AbstractConnection:
 
 async def _exchange(
     conn: AbstractConnection,
-    chunks: Iterable[Chunk],
+    chunks: Iterable[Chunk | None],
     sink: Sink,
     window: int,
     last_read_extra_s: float | None,
@@ -139,7 +146,14 @@ async def _exchange(
     timeout_s: float | None = conn.socket_timeout
     pending: list[int] = []  # reply counts of chunks written and not yet read
     index = 0
-    for data, count in chunks:
+    for chunk in chunks:
+        if chunk is None:
+            if pending:
+                await writer.drain()
+                sink(index, await _read(reader_stream, parser, pending.pop(0), timeout_s))
+                index += 1
+            continue
+        data, count = chunk
         writer.write(data)
         pending.append(count)
         if len(pending) > window:

@@ -1,0 +1,53 @@
+"""The interface between the producer and its sender, and what both implementations share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .. import _wire
+from .._coalesce import Coalescer
+from .._packing import QUEUE_AND_DELETE, Slice, Target, bulk_string
+from .replies import raise_command_error
+
+__all__ = ["Sender", "submit_queue_delete"]
+
+_SCRIPT_LOAD = _wire.pack("SCRIPT", "LOAD", QUEUE_AND_DELETE)
+
+
+class Sender(Protocol):
+    """Sends a producer's prepared slices; one implementation per topology."""
+
+    async def send_delay(self, slices: list[Slice]) -> list[str]:
+        """Write the delay messages (WAIT / WAITAOF checked); return their ids in order."""
+        ...
+
+    async def send_queue(self, slices: list[Slice], ids: Sequence[bytes] | None) -> None:
+        """Write the queue messages, then delete the delay messages ``ids`` of those written."""
+        ...
+
+    async def delay_one(self, target: Target, arg: bytes) -> str: ...
+
+    async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None: ...
+
+    async def check_waitaof(self) -> None:
+        """Raise :class:`UnsupportedError` unless the server knows WAITAOF."""
+        ...
+
+
+async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, raw: bytes) -> Any:
+    """One queue write and its delay deletion as one ``EVALSHA`` in ``coalescer``'s next batch.
+
+    The script is loaded in front of the first call (and again after ``NOSCRIPT``: a
+    restarted server or a failover), in the same round trip.
+    """
+    data = target.queue_delete + arg + bulk_string(raw)
+    if coalescer.script_loaded:
+        [reply] = await coalescer.submit(data, 1, delay=False)
+        if not (reply.__class__ is _wire.ReplyError and str(reply).startswith("NOSCRIPT")):
+            return reply
+    loaded, reply = await coalescer.submit(_SCRIPT_LOAD + data, 2, delay=False)
+    if loaded.__class__ is _wire.ReplyError:
+        raise_command_error(loaded, "SCRIPT LOAD", None)
+    coalescer.script_loaded = True
+    return reply
