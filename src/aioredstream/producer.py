@@ -113,7 +113,10 @@ class Producer:
                 return target
             payload = spec.payload
             sharded = self._sharded[cls] = Sharded(
-                spec, lambda name: Target(StreamSpec(name, payload), self.keys)
+                spec.name,
+                spec.shards,
+                spec.shard_key,
+                lambda name: Target(StreamSpec(name, payload), self.keys),
             )
         return sharded.pick(record, index)
 
