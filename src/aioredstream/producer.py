@@ -204,8 +204,7 @@ class Producer:
     async def _send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         if not slices:
             return
-        raw = None if ids is None else [i.encode() if isinstance(i, str) else i for i in ids]
-        await self._sender.send_queue(slices, raw)
+        await self._sender.send_queue(slices, ids)
 
     async def _check_waitaof(self) -> None:
         if self.wait_aof and not self._waitaof_checked:

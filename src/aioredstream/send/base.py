@@ -10,7 +10,7 @@ from .._coalesce import Coalescer
 from .._packing import QUEUE_AND_DELETE, Slice, Target, bulk_string
 from .replies import raise_command_error
 
-__all__ = ["Sender", "submit_queue_delete"]
+__all__ = ["Sender", "encoded", "submit_queue_delete"]
 
 _SCRIPT_LOAD = _wire.pack("SCRIPT", "LOAD", QUEUE_AND_DELETE)
 
@@ -22,8 +22,9 @@ class Sender(Protocol):
         """Write the delay messages (WAIT / WAITAOF checked); return their ids in order."""
         ...
 
-    async def send_queue(self, slices: list[Slice], ids: Sequence[bytes] | None) -> None:
-        """Write the queue messages, then delete the delay messages ``ids`` of those written."""
+    async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
+        """Write the queue messages, then delete the delay messages ``ids`` of those written
+        (``str`` as ``send_delay`` returns them, or checked ``bytes``: encoded per slice)."""
         ...
 
     async def delay_one(self, target: Target, arg: bytes) -> str: ...
@@ -33,6 +34,11 @@ class Sender(Protocol):
     async def check_waitaof(self) -> None:
         """Raise :class:`UnsupportedError` unless the server knows WAITAOF."""
         ...
+
+
+def encoded(ids: Sequence[str | bytes]) -> list[bytes]:
+    """Delay ids as bytes, one slice at a time (a 1M-record bulk keeps no second copy)."""
+    return [i.encode() if isinstance(i, str) else i for i in ids]
 
 
 async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, raw: bytes) -> Any:

@@ -22,7 +22,7 @@ from .._coalesce import Coalescer
 from .._packing import Slice, Target, flatten
 from ..errors import ServerConnectionError, UnsupportedError
 from .acks import Acks
-from .base import submit_queue_delete
+from .base import encoded, submit_queue_delete
 from .replies import raise_command_error
 from .routing import Call, Router, as_client
 
@@ -66,9 +66,9 @@ class ClusterSender(Router):
             raise ServerConnectionError("delay: a node returned fewer replies than commands")
         return cast(list[str], ids)
 
-    async def send_queue(self, slices: list[Slice], ids: Sequence[bytes] | None) -> None:
+    async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         targets, args = flatten(slices)
-        await self._queue(targets, args, ids)
+        await self._queue(targets, args, None if ids is None else encoded(ids))
 
     async def _queue(
         self, targets: Sequence[Target], args: Sequence[bytes], ids: Sequence[bytes] | None

@@ -13,7 +13,7 @@ from .._coalesce import Coalescer
 from .._packing import Slice, Target
 from ..errors import UnsupportedError
 from .acks import Acks
-from .base import submit_queue_delete
+from .base import encoded, submit_queue_delete
 from .queueing import QueueUnit, QueueWithDeletes
 from .replies import raise_command_error
 
@@ -66,7 +66,7 @@ class NodeSender:
             acks.check(wait_results)
         return ids
 
-    async def send_queue(self, slices: list[Slice], ids: Sequence[bytes] | None) -> None:
+    async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         if ids is not None:
             queue = QueueWithDeletes(_units(slices, ids))
             await _wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
@@ -110,9 +110,9 @@ class NodeSender:
         )
 
 
-def _units(slices: list[Slice], ids: Sequence[bytes]) -> Iterator[QueueUnit]:
+def _units(slices: list[Slice], ids: Sequence[str | bytes]) -> Iterator[QueueUnit]:
     start = 0
     for part in slices:
         end = start + len(part)
-        yield QueueUnit(part.queue_commands(), part.targets, ids[start:end], start)
+        yield QueueUnit(part.queue_commands(), part.targets, encoded(ids[start:end]), start)
         start = end
