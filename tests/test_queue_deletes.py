@@ -81,3 +81,32 @@ def test_a_cause_without_words_is_named_by_its_type() -> None:
     assert str(timed_out.value) == "queue: timed out (TimeoutError)"
     with pytest.raises(ServerConnectionError, match=r"\(refused\)$"), translate_errors("x"):
         raise ConnectionRefusedError("refused")
+
+
+async def test_a_coalesced_batch_of_many_slices_deletes_with_multi_id_xdels(
+    client: Redis,
+) -> None:
+    producer = Producer(client, slice_size=50)
+    records: list[Any] = [Post(n) if n % 7 == 0 else User(n) for n in range(1000)]
+    ids = await asyncio.gather(*(producer.delay(r) for r in records))
+    await client.set("redstream:stream:posts", "not a stream")  # posts' queue writes fail
+    await producer.queue(User(-1), await producer.delay(User(-1)))  # loads the script
+    # a burst of concurrent calls: the batch after the first has many slices
+    await client.config_resetstat()
+    results = await asyncio.gather(
+        *(producer.queue(r, i) for r, i in zip(records, ids, strict=True)),
+        return_exceptions=True,
+    )
+    for record, result in zip(records, results, strict=True):
+        if isinstance(record, Post):
+            assert isinstance(result, ServerError)
+            assert "WRONGTYPE" in str(result)
+        else:
+            assert result is True
+    calls = await _calls(client)
+    assert calls["xdel"] < calls["xadd"] / 10  # shared XDELs, not one per record
+    assert calls.get("evalsha", 0) < len(records) / 2
+    # each refused post kept its delay message; every user lost its own
+    assert await entries(client, DELAY) == []
+    kept = {e[0] for e in await entries(client, "redstream:stream:posts.delay")}
+    assert kept == {i for r, i in zip(records, ids, strict=True) if isinstance(r, Post)}

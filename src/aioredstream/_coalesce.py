@@ -43,15 +43,70 @@ logger = logging.getLogger("aioredstream.coalesce")
 
 
 class _Call:
-    __slots__ = ("batch", "count", "data", "delay", "future", "replies")
+    __slots__ = ("batch", "count", "data", "delay", "future", "replies", "split")
 
-    def __init__(self, data: bytes, count: int, delay: bool, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        count: int,
+        delay: bool,
+        future: asyncio.Future[Any],
+        split: Split | None = None,
+    ) -> None:
         self.data = data
         self.count = count
         self.delay = delay
         self.future = future
+        self.split = split
         self.batch: _Batch | None = None
         self.replies: list[Any] | None = None
+
+
+class Split:
+    """The same queue write as a one-reply script, split in two: the XADD alone, then
+    an XDEL of ``delay_id`` from the delay stream that ``xdel_head`` names."""
+
+    __slots__ = ("delay_id", "xadd", "xdel_head")
+
+    def __init__(self, xadd: bytes, xdel_head: bytes, delay_id: bytes) -> None:
+        self.xadd = xadd
+        self.xdel_head = xdel_head
+        self.delay_id = delay_id
+
+
+class _Deletes:
+    """XDELs of split calls whose XADD succeeded: one per delay stream, sent in front of
+    the batch's next chunk; each split call is answered once its XDEL's reply is in."""
+
+    def __init__(self) -> None:
+        self.ready: dict[bytes, list[_Call]] = {}
+        self.waiting = 0  # split calls written whose XADD reply is not in yet
+
+    def add(self, call: _Call, reply: Any) -> None:
+        self.waiting -= 1
+        call.replies = [reply]
+        if reply.__class__ is _wire.ReplyError:
+            _resolve(call.future, call.replies)  # refused: its delay message stays
+        else:
+            assert call.split is not None
+            self.ready.setdefault(call.split.xdel_head, []).append(call)
+
+    def take(self) -> tuple[bytes, list[list[_Call]]]:
+        parts: list[bytes] = []
+        for head, group in self.ready.items():
+            ids = [b"$%d\r\n%b\r\n" % (len(c.split.delay_id), c.split.delay_id) for c in group]  # type: ignore[union-attr]
+            parts.append(b"*%d\r\n%b%b" % (len(ids) + 2, head, b"".join(ids)))
+        groups = list(self.ready.values())
+        self.ready = {}
+        return b"".join(parts), groups
+
+    @staticmethod
+    def answer(groups: list[list[_Call]], replies: list[Any]) -> None:
+        for group, reply in zip(groups, replies, strict=True):
+            for call in group:
+                if reply.__class__ is _wire.ReplyError:
+                    call.replies = [reply]
+                _resolve(call.future, call.replies)
 
 
 class _Batch:
@@ -84,13 +139,19 @@ class Coalescer:
         self._batches: set[_Batch] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, data: bytes, count: int, *, delay: bool) -> list[Any]:
-        """Send ``data`` (``count`` commands) in the next batch; return its raw replies."""
+    async def submit(
+        self, data: bytes, count: int, *, delay: bool, split: Split | None = None
+    ) -> list[Any]:
+        """Send ``data`` (``count`` commands) in the next batch; return its raw replies.
+
+        A one-command ``data`` may come with its ``split`` form: in a batch of several
+        slices, every slice but the last sends that instead (no script per record).
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # A producer may outlive an event loop (tests, scripts): start afresh.
             self._loop, self._queue, self._batches = loop, deque(), set()
-        call = _Call(data, count, delay, loop.create_future())
+        call = _Call(data, count, delay, loop.create_future(), split)
         if not self._batches and not self._queue:
             # Idle: send at once in the caller's own task (no task hop); calls
             # that arrive meanwhile queue up for the batch that follows.
@@ -145,28 +206,53 @@ class Coalescer:
         if self._queue and len(self._batches) < self._max_batches:
             self._start_batch()
 
+    @staticmethod
+    def _bytes(call: _Call, deletes: _Deletes, split: bool) -> bytes:
+        if split and call.split is not None:
+            call.replies = _SPLIT
+            deletes.waiting += 1
+            return call.split.xadd
+        return call.data
+
     async def _run(self, batch: _Batch) -> None:
         calls = batch.calls
         acks = self._acks
         waits = acks.count if any(c.delay for c in calls) else 0
-        in_flight: deque[list[_Call]] = deque()
+        in_flight: deque[tuple[list[_Call], list[list[_Call]]]] = deque()
         wait_results: list[Any] = []
+        deletes = _Deletes()
 
-        def chunks() -> Iterator[_wire.Chunk]:
+        def chunks() -> Iterator[_wire.Chunk | None]:
             size = self._slice_size
             for start in range(0, len(calls), size):
                 part = calls[start : start + size]
-                in_flight.append(part)
-                data = b"".join([c.data for c in part])
-                count = sum(c.count for c in part)
-                if waits and start + size >= len(calls):
-                    yield data + acks.tail, count + waits
+                last = start + size >= len(calls)
+                head, groups = deletes.take()
+                in_flight.append((part, groups))
+                # no split under WAIT: its reply must stay the last one read
+                data = b"".join([self._bytes(c, deletes, not last and not waits) for c in part])
+                count = sum(c.count for c in part) + len(groups)
+                if waits and last:
+                    yield head + data + acks.tail, count + waits
                 else:
-                    yield data, count
+                    yield head + data, count
+            while deletes.waiting or deletes.ready:
+                if not deletes.ready:
+                    yield None  # the XADD replies name the XDELs
+                    continue
+                head, groups = deletes.take()
+                in_flight.append(([], groups))
+                yield head, len(groups)
 
         def sink(_: int, replies: list[Any]) -> None:
-            position = 0
-            for call in in_flight.popleft():
+            part, groups = in_flight.popleft()
+            deletes.answer(groups, replies[: len(groups)])
+            position = len(groups)
+            for call in part:
+                if call.split is not None and call.replies is _SPLIT:
+                    deletes.add(call, replies[position])
+                    position += 1
+                    continue
                 call.replies = replies[position : position + call.count]
                 position += call.count
                 if not (waits and call.delay) or _failed(call.replies):
@@ -203,6 +289,10 @@ class Coalescer:
                 call.future.set_exception(exc)
             else:
                 _resolve(call.future, call.replies)
+
+
+#: marks a call sent in its split form (its replies come from _Deletes)
+_SPLIT: list[Any] = []
 
 
 def _failed(replies: list[Any]) -> bool:

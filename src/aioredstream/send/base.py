@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .. import _wire
-from .._coalesce import Coalescer
+from .._coalesce import Coalescer, Split
 from .._packing import QUEUE_AND_DELETE, Slice, Target, bulk_string
 from .replies import raise_command_error
 
@@ -42,14 +42,17 @@ def encoded(ids: Sequence[str | bytes]) -> list[bytes]:
 
 
 async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, raw: bytes) -> Any:
-    """One queue write and its delay deletion as one ``EVALSHA`` in ``coalescer``'s next batch.
+    """One queue write and its delay deletion in ``coalescer``'s next batch: one ``EVALSHA``,
+    or (in a batch of several slices, where the XDEL rides behind the next slice) the
+    ``XADD`` and, once it succeeded, a multi-id ``XDEL`` shared with the slice.
 
     The script is loaded in front of the first call (and again after ``NOSCRIPT``: a
     restarted server or a failover), in the same round trip.
     """
     data = target.queue_delete + arg + bulk_string(raw)
     if coalescer.script_loaded:
-        [reply] = await coalescer.submit(data, 1, delay=False)
+        split = Split(target.xadd + arg, target.xdel_head, raw)
+        [reply] = await coalescer.submit(data, 1, delay=False, split=split)
         if not (reply.__class__ is _wire.ReplyError and str(reply).startswith("NOSCRIPT")):
             return reply
     loaded, reply = await coalescer.submit(_SCRIPT_LOAD + data, 2, delay=False)
