@@ -124,7 +124,7 @@ class ClusterSender(Router):
     # -- single calls: straight to the owning node, coalesced per node -------------------
 
     async def _coalescer(self, target: Target) -> tuple[ClusterNode, Coalescer]:
-        node = (await self.owners((target.slot,)))[target.slot]
+        node = await self.owner(target.slot)
         entry = self._coalescers.get(node.name)
         if entry is None or entry[0] is not node:  # a new node object after a refresh
             entry = self._coalescers[node.name] = (

@@ -228,6 +228,7 @@ class Router:
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
         self._stale = False
+        self._known = False  # the client has read the slot map once
 
     async def owners(self, slots: Iterable[int]) -> dict[int, ClusterNode]:
         with _wire.translate_errors("cluster slot map"):
@@ -235,12 +236,22 @@ class Router:
                 await self.client.nodes_manager.initialize()
                 self._stale = False
             await self.client.initialize()  # a no-op once the client knows the cluster
+        self._known = True
         manager = self.client.nodes_manager
         try:
             return {slot: manager.get_node_from_slot(slot) for slot in set(slots)}
         except SlotNotCoveredError as exc:
             self._stale = True
             raise TopologyError(f"cluster slot map: {exc}") from exc
+
+    async def owner(self, slot: int) -> ClusterNode:
+        """The node of one slot: the slot map's answer at once while it is current."""
+        if self._known and not self._stale:
+            try:
+                return self.client.nodes_manager.get_node_from_slot(slot)
+            except SlotNotCoveredError:
+                pass  # the slow path marks the map stale and raises
+        return (await self.owners((slot,)))[slot]
 
     async def call(self, *args: bytes | str | int, what: str) -> Any:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
