@@ -100,13 +100,46 @@ async def _cluster_pipeline(client: RedisCluster, items: list[Item], slice_size:
         await pipe.execute()
 
 
+def _variants(
+    one: Redis, cluster: RedisCluster, failures: dict[str, list[str]]
+) -> dict[str, Variant]:
+    items = [Item(i) for i in range(RECORDS)]
+    ours, theirs = Producer(one), Producer(cluster)
+
+    async def flush_cluster() -> Any:
+        return await cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
+
+    n = RECORDS
+    return {
+        "single_node_bulk": (lambda: _bulk(ours, items), one.flushall, n),
+        "cluster_bulk": (lambda: _bulk(theirs, items), flush_cluster, n),
+        "single_node_bulk_queue": (lambda: ours.bulk_queue(items), one.flushall, n),
+        "cluster_bulk_queue": (lambda: theirs.bulk_queue(items), flush_cluster, n),
+        "cluster_redis_py_pipeline": (
+            lambda: _cluster_pipeline(cluster, items, 250),
+            flush_cluster,
+            n,
+        ),
+        "single_node_handlers": (
+            lambda: _handlers(ours, failures["single_node"]),
+            one.flushall,
+            HANDLERS,
+        ),
+        "cluster_handlers": (
+            lambda: _handlers(theirs, failures["cluster"]),
+            flush_cluster,
+            HANDLERS,
+        ),
+    }
+
+
 async def test_cluster_vs_single_node_throughput() -> None:
     kind = os.environ.get("BENCH_SERVER_KIND", "redis")
     binary = _binary(kind)
-    items = [Item(i) for i in range(RECORDS)]
     results: dict[str, Any] = {
         "server": kind,
         "records": RECORDS,
+        "handlers": HANDLERS,
         "streams": STREAMS,
         "rounds": ROUNDS,
         "cpus": os.cpu_count(),
@@ -120,39 +153,10 @@ async def test_cluster_vs_single_node_throughput() -> None:
         cluster = RedisCluster(host=host, port=port)
         await cluster.initialize()
         try:
-            ours, theirs = Producer(one), Producer(cluster)
-
-            async def flush_cluster() -> Any:
-                return await cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
-
-            n = RECORDS
-            rate = await _best(
-                {
-                    "single_node_bulk": (lambda: _bulk(ours, items), one.flushall, n),
-                    "cluster_bulk": (lambda: _bulk(theirs, items), flush_cluster, n),
-                    "single_node_bulk_queue": (lambda: ours.bulk_queue(items), one.flushall, n),
-                    "cluster_bulk_queue": (lambda: theirs.bulk_queue(items), flush_cluster, n),
-                    "cluster_redis_py_pipeline": (
-                        lambda: _cluster_pipeline(cluster, items, 250),
-                        flush_cluster,
-                        n,
-                    ),
-                    "single_node_handlers": (
-                        lambda: _handlers(ours, failures["single_node"]),
-                        one.flushall,
-                        HANDLERS,
-                    ),
-                    "cluster_handlers": (
-                        lambda: _handlers(theirs, failures["cluster"]),
-                        flush_cluster,
-                        HANDLERS,
-                    ),
-                }
-            )
+            rate = await _best(_variants(one, cluster, failures))
         finally:
             await one.aclose()
             await cluster.aclose()
-    results["handlers"] = HANDLERS
     results["records_per_s"] = {name: round(value) for name, value in rate.items()}
     results["failed_handlers"] = {name: len(errors) for name, errors in failures.items()}
     results["first_errors"] = {name: errors[:1] for name, errors in failures.items()}

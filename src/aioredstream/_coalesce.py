@@ -1,6 +1,6 @@
 """Auto-pipelining: concurrent single calls share pipelines on a few connections.
 
-Each ``delay()`` / ``queue()`` call becomes a :class:`_Call` (its RESP bytes, how
+Each ``delay()`` / ``queue()`` call becomes a :class:`Call` (its RESP bytes, how
 many replies they produce, a future) in one queue. Batching is natural: when no
 batch is in flight a call starts one at once (no timer, no added delay); while
 ``max_batches`` batches are in flight, new calls wait in the queue and all of
@@ -27,92 +27,25 @@ import asyncio
 import copy
 import logging
 from collections import deque
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import _wire
+from .send.batch import Call, Exchange, Split, resolve
 
 if TYPE_CHECKING:
     from .send.acks import Acks
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "Split"]
 
 logger = logging.getLogger("aioredstream.coalesce")
-
-
-class _Call:
-    __slots__ = ("batch", "count", "data", "delay", "future", "replies", "split")
-
-    def __init__(
-        self,
-        data: bytes,
-        count: int,
-        delay: bool,
-        future: asyncio.Future[Any],
-        split: Split | None = None,
-    ) -> None:
-        self.data = data
-        self.count = count
-        self.delay = delay
-        self.future = future
-        self.split = split
-        self.batch: _Batch | None = None
-        self.replies: list[Any] | None = None
-
-
-class Split:
-    """The same queue write as a one-reply script, split in two: the XADD alone, then
-    an XDEL of ``delay_id`` from the delay stream that ``xdel_head`` names."""
-
-    __slots__ = ("delay_id", "xadd", "xdel_head")
-
-    def __init__(self, xadd: bytes, xdel_head: bytes, delay_id: bytes) -> None:
-        self.xadd = xadd
-        self.xdel_head = xdel_head
-        self.delay_id = delay_id
-
-
-class _Deletes:
-    """XDELs of split calls whose XADD succeeded: one per delay stream, sent in front of
-    the batch's next chunk; each split call is answered once its XDEL's reply is in."""
-
-    def __init__(self) -> None:
-        self.ready: dict[bytes, list[_Call]] = {}
-        self.waiting = 0  # split calls written whose XADD reply is not in yet
-
-    def add(self, call: _Call, reply: Any) -> None:
-        self.waiting -= 1
-        call.replies = [reply]
-        if reply.__class__ is _wire.ReplyError:
-            _resolve(call.future, call.replies)  # refused: its delay message stays
-        else:
-            assert call.split is not None
-            self.ready.setdefault(call.split.xdel_head, []).append(call)
-
-    def take(self) -> tuple[bytes, list[list[_Call]]]:
-        parts: list[bytes] = []
-        for head, group in self.ready.items():
-            ids = [b"$%d\r\n%b\r\n" % (len(c.split.delay_id), c.split.delay_id) for c in group]  # type: ignore[union-attr]
-            parts.append(b"*%d\r\n%b%b" % (len(ids) + 2, head, b"".join(ids)))
-        groups = list(self.ready.values())
-        self.ready = {}
-        return b"".join(parts), groups
-
-    @staticmethod
-    def answer(groups: list[list[_Call]], replies: list[Any]) -> None:
-        for group, reply in zip(groups, replies, strict=True):
-            for call in group:
-                if reply.__class__ is _wire.ReplyError:
-                    call.replies = [reply]
-                _resolve(call.future, call.replies)
 
 
 class _Batch:
     __slots__ = ("calls", "task")
 
-    def __init__(self, calls: list[_Call]) -> None:
+    def __init__(self, calls: list[Call]) -> None:
         self.calls = calls
         self.task: asyncio.Task[None] | None = None
 
@@ -135,7 +68,7 @@ class Coalescer:
         self._slice_size = slice_size
         self._max_batches = max_batches
         self._max_calls = max_calls
-        self._queue: deque[_Call] = deque()
+        self._queue: deque[Call] = deque()
         self._batches: set[_Batch] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -151,7 +84,7 @@ class Coalescer:
         if loop is not self._loop:
             # A producer may outlive an event loop (tests, scripts): start afresh.
             self._loop, self._queue, self._batches = loop, deque(), set()
-        call = _Call(data, count, delay, loop.create_future(), split)
+        call = Call(data, count, delay, loop.create_future(), split)
         if not self._batches and not self._queue:
             # Idle: send at once in the caller's own task (no task hop); calls
             # that arrive meanwhile queue up for the batch that follows.
@@ -171,7 +104,7 @@ class Coalescer:
             await self._abandon(call)
             raise
 
-    async def _abandon(self, call: _Call) -> None:
+    async def _abandon(self, call: Call) -> None:
         batch = call.batch
         if batch is None or batch.task is None:
             return  # still queued: the next batch skips it
@@ -183,7 +116,7 @@ class Coalescer:
                 await asyncio.wait({batch.task})
 
     def _start_batch(self) -> None:
-        calls: list[_Call] = []
+        calls: list[Call] = []
         queue = self._queue
         while queue and len(calls) < self._max_calls:
             call = queue.popleft()
@@ -206,65 +139,16 @@ class Coalescer:
         if self._queue and len(self._batches) < self._max_batches:
             self._start_batch()
 
-    @staticmethod
-    def _bytes(call: _Call, deletes: _Deletes, split: bool) -> bytes:
-        if split and call.split is not None:
-            call.replies = _SPLIT
-            deletes.waiting += 1
-            return call.split.xadd
-        return call.data
-
     async def _run(self, batch: _Batch) -> None:
         calls = batch.calls
         acks = self._acks
         waits = acks.count if any(c.delay for c in calls) else 0
-        in_flight: deque[tuple[list[_Call], list[list[_Call]]]] = deque()
-        wait_results: list[Any] = []
-        deletes = _Deletes()
-
-        def chunks() -> Iterator[_wire.Chunk | None]:
-            size = self._slice_size
-            for start in range(0, len(calls), size):
-                part = calls[start : start + size]
-                last = start + size >= len(calls)
-                head, groups = deletes.take()
-                in_flight.append((part, groups))
-                # no split under WAIT: its reply must stay the last one read
-                data = b"".join([self._bytes(c, deletes, not last and not waits) for c in part])
-                count = sum(c.count for c in part) + len(groups)
-                if waits and last:
-                    yield head + data + acks.tail, count + waits
-                else:
-                    yield head + data, count
-            while deletes.waiting or deletes.ready:
-                if not deletes.ready:
-                    yield None  # the XADD replies name the XDELs
-                    continue
-                head, groups = deletes.take()
-                in_flight.append(([], groups))
-                yield head, len(groups)
-
-        def sink(_: int, replies: list[Any]) -> None:
-            part, groups = in_flight.popleft()
-            deletes.answer(groups, replies[: len(groups)])
-            position = len(groups)
-            for call in part:
-                if call.split is not None and call.replies is _SPLIT:
-                    deletes.add(call, replies[position])
-                    position += 1
-                    continue
-                call.replies = replies[position : position + call.count]
-                position += call.count
-                if not (waits and call.delay) or _failed(call.replies):
-                    # an error reply is the caller's answer whatever WAIT says
-                    _resolve(call.future, call.replies)
-            wait_results.extend(replies[position:])
-
+        exchange = Exchange(calls, acks, waits, self._slice_size)
         try:
             await _wire.execute(
                 self._client,
-                chunks(),
-                sink,
+                exchange.chunks(),
+                exchange.sink,
                 what="coalesced delay/queue",
                 last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
             )
@@ -284,21 +168,8 @@ class Coalescer:
             if call.future.done():
                 continue
             try:
-                acks.check(wait_results)
+                acks.check(exchange.wait_results)
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:
-                _resolve(call.future, call.replies)
-
-
-#: marks a call sent in its split form (its replies come from _Deletes)
-_SPLIT: list[Any] = []
-
-
-def _failed(replies: list[Any]) -> bool:
-    return any(isinstance(reply, _wire.ReplyError) for reply in replies)
-
-
-def _resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:
-    if not future.done():
-        future.set_result(replies)
+                resolve(call.future, call.replies)
