@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: all test test-all lint types unit demo bench clean
+.PHONY: all test test-all lint types unit demo bench docs clean
 
 all: test
 
@@ -29,9 +29,13 @@ unit: $(STAMP)
 ## lint, types, then the test suite (fast subset) against Redis 7 and the embedded Valkey
 test: lint types unit
 
-## the whole suite, slow fault and load tests included
+## the whole suite, slow fault and load tests included, and the docs site (what CI runs)
 test-all: PYTEST_ARGS += --run-slow
-test-all: test
+test-all: test docs
+
+## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 ## the main job end to end on an embedded server (or $$REDIS_URL)
 demo: $(STAMP)
@@ -42,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

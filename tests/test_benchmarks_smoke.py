@@ -7,6 +7,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmarks import _otel
 from benchmarks._report import write
 from benchmarks._run import run_suite
 from benchmarks._suite import Sizes
@@ -43,3 +44,9 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
         assert any(name.startswith("redis-benchmark") for name in data["bulk"])
     assert "| aioredstream bulk |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_otel_overhead_benchmark_runs_at_a_tiny_size(redis_url: str, tmp_path: Path) -> None:
+    result = await _otel.run(redis_url, records=20, calls=2, rounds=1)
+    assert set(result["records_per_s_median"]) == set(_otel.MODES)
+    assert json.loads(_otel.write(result, tmp_path).read_text()) == result

@@ -10,6 +10,7 @@ from .consumer import Consumer
 from .delayer import Delayer
 from .errors import (
     ArgumentError,
+    EventLoopError,
     MessageError,
     PayloadError,
     RecordError,
@@ -30,6 +31,7 @@ __all__ = [
     "ArgumentError",
     "Consumer",
     "Delayer",
+    "EventLoopError",
     "Keys",
     "Lock",
     "Message",

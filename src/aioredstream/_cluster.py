@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from .errors import ArgumentError
 
-__all__ = ["is_cluster", "use_hash_tags"]
+__all__ = ["check_client", "is_cluster", "use_hash_tags"]
 
 
 def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def check_client(client: object) -> None:
+    """Refuse what is not an asyncio client before it fails at the first ``await``."""
+    if not isinstance(client, Redis | RedisCluster):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise ArgumentError(
+            f"client must be a redis.asyncio.Redis (or a redis.asyncio.cluster.RedisCluster, "
+            f"or a redis.asyncio.sentinel master_for() client), got {kind}; build it with "
+            "redis.asyncio.Redis.from_url(...)"
+        )
+
+
 def use_hash_tags(client: object, hash_tags: bool | None) -> bool:
-    """``None`` means: on for a cluster, off (the Ruby layout) otherwise."""
+    """``None`` means: on for a cluster, off (the Ruby layout) otherwise.
+
+    Producer and workers all pick their key layout here, so the client is checked here.
+    """
+    check_client(client)
     cluster = is_cluster(client)
     if hash_tags is None:
         return cluster

@@ -42,11 +42,12 @@ QUEUE_AND_DELETE_SHA = sha1(QUEUE_AND_DELETE).hexdigest().encode()
 class Target:
     """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
 
-    __slots__ = ("payload", "queue_delete", "slot", "xadd", "xadd_delay", "xdel_head")
+    __slots__ = ("name", "payload", "queue_delete", "slot", "xadd", "xadd_delay", "xdel_head")
 
     def __init__(self, spec: StreamSpec, keys: Keys) -> None:
         stream = keys.stream(spec.name).encode()
         delay = keys.delay_stream(spec.name).encode()
+        self.name = spec.name  # the stream's name (telemetry, errors)
         self.payload = spec.payload
         self.slot = key_slot(stream)  # the cluster slot (the same for delay with hash tags)
         # XADD <key> * payload <json>: 5 arguments, the last appended per record.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import anyio
@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from .errors import (
+    EventLoopError,
     RedstreamError,
     ServerConnectionError,
     ServerError,
@@ -42,6 +43,8 @@ Chunk = tuple[bytes, int]
 Sink = Callable[[int, list[Any]], None]
 
 _READ_SIZE = 1 << 16
+# What asyncio says when a transport or future of another loop is touched.
+_OTHER_LOOP = ("Event loop is closed", "attached to a different loop", "different event loop")
 _PUSH = hiredis.PushNotification
 
 
@@ -64,6 +67,14 @@ def translate_errors(what: str) -> Iterator[None]:
         raise ServerConnectionError(f"{what}: connection failed ({_cause(exc)})") from exc
     except redis_exc.RedisError as exc:
         raise ServerError(f"{what}: {_cause(exc)}") from exc
+    except RuntimeError as exc:
+        if not any(sign in str(exc) for sign in _OTHER_LOOP):
+            raise
+        raise EventLoopError(
+            f"{what}: the client's connections belong to another event loop; "
+            "build the redis.asyncio client, and the producer or worker on it, inside the "
+            "event loop that uses it (a FastAPI lifespan, main(), a test fixture)"
+        ) from exc
 
 
 def _cause(exc: BaseException) -> str:
@@ -94,7 +105,10 @@ async def execute(
     except BaseException:
         # Unread replies may be on the wire: the connection must not be reused.
         with anyio.CancelScope(shield=True):
-            await conn.disconnect(nowait=True)
+            # A transport of a closed event loop cannot be closed (EventLoopError);
+            # redis-py forgets it anyway, so the connection reconnects when reused.
+            with suppress(RuntimeError):
+                await conn.disconnect(nowait=True)
             await pool.release(conn)
         raise
     if stale:

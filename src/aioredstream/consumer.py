@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.client import NEVER_DECODE
 
-from . import _wire
+from . import _telemetry, _wire
 from ._keys import check_name
 from ._streams import Client, block_limit_s, decode, keys_for
 from ._worker import check_seconds, run_forever, run_step_once
@@ -106,7 +106,8 @@ class Consumer:
             return 0
         messages = valid_messages(entries, self.stream_name)
         if messages:
-            await handler(messages)
+            with _telemetry.batch("consume", self.stream_name, len(messages)):
+                await handler(messages)
         await self.commit(entries[-1][0])
         return len(entries)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from . import _wire
+from . import _telemetry, _wire
 from ._cluster import is_cluster
 from ._keys import DELAY_SUFFIX, check_name
 from ._streams import Client, parse_id
@@ -128,6 +128,10 @@ class Delayer:
         """
         if not entries:
             return 0
+        with _telemetry.batch("delay", self.stream_name + DELAY_SUFFIX, len(entries)):
+            return await self._copy(entries)
+
+    async def _copy(self, entries: list[Entry]) -> int:
         messages = valid_messages(entries, self.stream_name + DELAY_SUFFIX)
         ids = [message_id for message_id, _ in entries]
         with _wire.translate_errors(f"deliver {len(ids)} delay messages to {self._stream_key}"):

@@ -6,6 +6,7 @@ The tree::
     ├── RecordError          a record cannot be streamed (no stream name, no payload method)
     │   └── PayloadError     a record's payload cannot be serialised to JSON
     ├── ArgumentError        an argument is out of range or inconsistent (ids vs records, names)
+    ├── EventLoopError       the client was first used in another event loop
     ├── MessageError         a stream entry has no ``payload`` field, or it is not UTF-8 JSON
     ├── ReplicationError     WAIT / WAITAOF got fewer acknowledgements than required
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentError",
+    "EventLoopError",
     "MessageError",
     "PayloadError",
     "RecordError",
@@ -99,6 +101,17 @@ class ReplicationError(RedstreamError):
         self.required = required
         self.local_acknowledged = local_acknowledged
         self.local_required = local_required
+
+
+class EventLoopError(RedstreamError):
+    """The client's connections belong to another event loop (usually a closed one).
+
+    A ``redis.asyncio`` client is bound to the loop it first connected in. Calling
+    ``asyncio.run()`` twice with one module-level client, or pytest-asyncio's
+    per-test loops with a client built at import time, meet this. Build the client
+    (and the producer or worker on it) inside the loop that uses it: in a FastAPI
+    lifespan, in ``main()``, or in a test fixture.
+    """
 
 
 class UnsupportedError(RedstreamError):

@@ -10,9 +10,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from . import _cluster
+from . import _cluster, _telemetry
 from ._codec import dumps
-from ._keys import Keys
+from ._keys import DELAY_SUFFIX, Keys
 from ._packing import Slice, Target, pack_slices, payload_error
 from ._records import Registry, StreamSpec, default_registry
 from ._sharding import Sharded
@@ -55,10 +55,7 @@ class Producer:
         slice_size: int = 250,
         registry: Registry | None = None,
     ) -> None:
-        if not hasattr(client, "connection_pool") and not _cluster.is_cluster(client):
-            raise ArgumentError(
-                f"client must be a redis.asyncio.Redis or RedisCluster, got {client!r}"
-            )
+        _cluster.check_client(client)
         if wait is True or not isinstance(wait, int) or wait < 0:
             raise ArgumentError(f"wait must be False or a replica count >= 1, got {wait!r}")
         if not isinstance(wait_timeout, int | float) or not wait_timeout >= 0:
@@ -150,8 +147,9 @@ class Producer:
         Concurrent calls on one producer share pipelines (see ``_coalesce``).
         """
         target, arg = self._prepare_one(record)
-        await self._check_waitaof()
-        return await self._sender.delay_one(target, arg)
+        with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):
+            await self._check_waitaof()
+            return await self._sender.delay_one(target, arg)
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
         """Write a queue message for ``record``, then delete its delay message.
@@ -161,12 +159,17 @@ class Producer:
         """
         target, arg = self._prepare_one(record)
         raw = None if delay_message_id is None else _check_id(delay_message_id, None)
-        await self._sender.queue_one(target, arg, raw)
+        with _telemetry.produce("queue", lambda: [target.name], 1):
+            await self._sender.queue_one(target, arg, raw)
         return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
         """Write delay messages for all ``records`` in slices; WAIT once after the last slice."""
-        return await self._send_delay(self._prepare(_materialise(records)))
+        slices = self._prepare(_materialise(records))
+        with _telemetry.produce(
+            "bulk_delay", lambda: _streams(slices, True), _count(slices), self.wait
+        ):
+            return await self._send_delay(slices)
 
     async def bulk_queue(
         self, records: Iterable[Any], delay_message_ids: Sequence[str | bytes] | None = None
@@ -176,7 +179,9 @@ class Producer:
         ids: list[bytes] | None = None
         if delay_message_ids is not None:
             ids = _check_ids(delay_message_ids, len(items))
-        await self._send_queue(self._prepare(items), ids)
+        slices = self._prepare(items)
+        with _telemetry.produce("bulk_queue", lambda: _streams(slices, False), len(items)):
+            await self._send_queue(slices, ids)
         return True
 
     @asynccontextmanager
@@ -189,9 +194,14 @@ class Producer:
         the delayer.
         """
         slices = self._prepare(_materialise(records))
-        ids = await self._send_delay(slices)
-        yield list(ids)
-        await self._send_queue(slices, ids)
+        count = _count(slices)
+        # The body runs inside the "bulk" span: its own spans (SQL) become children.
+        with _telemetry.produce("bulk", lambda: _streams(slices, False), count):
+            with _telemetry.produce("bulk_delay", lambda: _streams(slices, True), count, self.wait):
+                ids = await self._send_delay(slices)
+            yield list(ids)
+            with _telemetry.produce("bulk_queue", lambda: _streams(slices, False), count):
+                await self._send_queue(slices, ids)
 
     # -- bytes -> Redis (send/) ----------------------------------------------------
 
@@ -238,3 +248,17 @@ def _check_ids(ids: Sequence[str | bytes], count: int) -> list[bytes]:
         got = "a single id" if isinstance(ids, str | bytes) else f"{len(ids)} ids"
         raise ArgumentError(f"delay_message_ids has {got} for {count} records")
     return [_check_id(value, index) for index, value in enumerate(ids)]
+
+
+def _count(slices: list[Slice]) -> int:
+    return sum(len(part) for part in slices)
+
+
+def _streams(slices: list[Slice], delay: bool) -> list[str]:
+    """The streams a call writes, in first-seen order (for telemetry only)."""
+    names: dict[str, None] = {}
+    for part in slices:
+        targets = part.targets
+        for target in [targets] if isinstance(targets, Target) else targets:
+            names[target.name + DELAY_SUFFIX if delay else target.name] = None
+    return list(names)

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from . import _wire
+from . import _telemetry, _wire
 from ._keys import check_name
 from ._streams import Client, decode, keys_for, next_id, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
@@ -96,6 +96,12 @@ class Trimmer:
 
     async def trim(self) -> int:
         """Delete every entry up to and including the lowest committed offset."""
+        with _telemetry.batch("trim", self.stream_name) as batch:
+            count = await self._trim()
+            batch.set_count(count)
+        return count
+
+    async def _trim(self) -> int:
         min_id = await self.min_committed_id()
         if min_id is None:
             return 0

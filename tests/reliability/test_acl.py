@@ -27,7 +27,7 @@ from aioredstream.testing import ServerProcess
 from ..conftest import ClientFactory
 from ..helpers import User
 
-# The line the README documents (a test below checks that it does).
+# The line docs/deployment.md documents (a test below checks that it does).
 ACL_RULES = (
     "on >{password} resetkeys ~{ns}:redstream:* resetchannels -@all "
     "+xadd +xdel +xread +xrange +xrevrange +xlen +xtrim +get +mget +set +del +rpush +brpop "
@@ -88,6 +88,6 @@ async def test_the_restricted_user_cannot_reach_other_namespaces(restricted: Red
         await restricted.set("shop:other", 1)
 
 
-def test_the_readme_documents_this_acl() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert ACL_RULES.format(password="<password>", ns="<ns>") in readme
+def test_the_deployment_guide_documents_this_acl() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
+    assert ACL_RULES.format(password="<password>", ns="<ns>") in guide

@@ -1,0 +1,78 @@
+"""Clients that cannot work are refused with a clear error, not a bare TypeError/RuntimeError."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from aioredstream import (
+    ArgumentError,
+    Consumer,
+    Delayer,
+    EventLoopError,
+    Lock,
+    Producer,
+    Trimmer,
+    max_stream_id,
+)
+from aioredstream.testing import ServerProcess
+
+from .helpers import User
+
+BUILDERS: dict[str, Callable[[Any], object]] = {
+    "Producer": lambda c: Producer(c),
+    "Consumer": lambda c: Consumer(c, stream_name="users", name="indexer"),
+    "Delayer": lambda c: Delayer(c, stream_name="users", delay=1),
+    "Trimmer": lambda c: Trimmer(c, stream_name="users", consumer_names=["indexer"]),
+    "Lock": lambda c: Lock(c, "job"),
+}
+
+
+@pytest.mark.parametrize("build", list(BUILDERS.values()), ids=list(BUILDERS))
+def test_a_sync_client_is_refused_at_construction(build: Callable[[Any], object]) -> None:
+    sync_client = redis.Redis()  # never connects: the refusal comes first
+    with pytest.raises(ArgumentError) as caught:
+        build(sync_client)
+    message = str(caught.value)
+    assert "redis.asyncio.Redis" in message
+    assert "got redis.client.Redis" in message
+
+
+def test_something_else_is_refused_too() -> None:
+    with pytest.raises(ArgumentError, match=r"got builtins\.str"):
+        Producer("redis://localhost")  # type: ignore[arg-type]
+
+
+# The first loop's socket cannot be closed once that loop is closed (asyncio needs the
+# loop to close a transport): it is collected with a ResourceWarning. That leak is the
+# misuse this error reports.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_client_reused_in_a_second_event_loop_raises_event_loop_error(
+    server: ServerProcess,
+) -> None:
+    client = Redis.from_url(server.url)
+    producer = Producer(client)
+    consumer = Consumer(client, stream_name="users", name="indexer")
+
+    async def first() -> None:
+        await producer.delay(User(1))
+
+    async def second() -> None:
+        with pytest.raises(EventLoopError, match="another event loop") as caught:
+            await producer.delay(User(2))
+        assert "inside the event loop that uses it" in str(caught.value)
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        # the connection it tripped on is dropped: the next call reconnects in this loop
+        assert await max_stream_id(client, "users.delay") is not None
+        await consumer.max_committed_id()
+        await client.aclose()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    gc.collect()  # the first loop's transports, here, under this test's filter
