@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: all test test-all lint types unit demo bench docs clean
+.PHONY: all test test-all test-compat lint types unit demo bench docs clean
 
 all: test
 
@@ -29,9 +29,26 @@ unit: $(STAMP)
 ## lint, types, then the test suite (fast subset) against Redis 7 and the embedded Valkey
 test: lint types unit
 
-## the whole suite, slow fault and load tests included, and the docs site (what CI runs)
+## the whole suite, slow fault and load tests included, the oldest redis-py, and the docs site
+## (what CI runs)
 test-all: PYTEST_ARGS += --run-slow
-test-all: test docs
+test-all: test test-compat docs
+
+## the fast suite again on the oldest redis-py that pyproject.toml allows, in .venv-compat,
+## and the stop tests with their slow ones (a worker idle for 30 s)
+REDIS_FLOOR := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+COMPAT_VENV ?= .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-redis-$(REDIS_FLOOR)
+$(COMPAT_STAMP): pyproject.toml
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[dev]' 'redis[hiredis]==$(REDIS_FLOOR)'
+	touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_ARGS)
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider --run-slow tests/test_stop.py
 
 ## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
 docs: $(STAMP)
@@ -46,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) $(COMPAT_VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import shutil
 import socket
 import time
@@ -166,3 +168,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+class _LoopErrors(logging.Handler):
+    """What event loops report through their exception handler: the default handler
+    logs it on the ``asyncio`` logger ("Future exception was never retrieved", "Task
+    was destroyed but it is pending", ...), whichever loop and thread it came from."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_unobserved_loop_errors() -> Iterator[_LoopErrors]:
+    """Fail a test after which a loop reports an error nobody observed (checked after
+    ``gc.collect()``, which is when a dropped future reports its exception)."""
+    watcher = _LoopErrors()
+    watcher.setFormatter(logging.Formatter("%(message)s"))
+    asyncio_logger = logging.getLogger("asyncio")
+    asyncio_logger.addHandler(watcher)
+    try:
+        yield watcher
+        gc.collect()
+    finally:
+        asyncio_logger.removeHandler(watcher)
+    assert not watcher.seen, "event loop errors nobody observed:\n" + "\n".join(watcher.seen)

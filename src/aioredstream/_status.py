@@ -13,10 +13,12 @@ them) are also summed up in a :class:`ShardGroup` named ``users``.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
+from . import _command
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
 from ._wire import translate_errors
@@ -72,20 +74,34 @@ class StatusReport:
         return asdict(self)
 
 
-async def _ids(reply: Awaitable[Any]) -> list[str]:
-    """Entry ids of an XRANGE / XREVRANGE reply."""
-    rows: list[tuple[bytes | str, Any]] = await reply
-    return [decode(entry_id) for entry_id, _ in rows]
+async def _ids(client: Client, *args: str | int) -> list[str]:
+    """Entry ids of an ``XRANGE`` / ``XREVRANGE`` (``args``: the command, key first)."""
+    rows: list[list[Any]] = await _command.run(client, *args, key=args[1])
+    return [decode(row[0]) for row in rows]
 
 
-async def _scan(client: Client, pattern: str, kind: str | None = None) -> list[str]:
-    return sorted([decode(key) async for key in client.scan_iter(match=pattern, _type=kind)])
+async def _scan(client: Client, pattern: str, kind: str) -> list[str]:
+    """Every key matching ``pattern`` of type ``kind``; on a cluster, on every primary."""
+    nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
+    found: set[str] = set()
+    for node in nodes:
+        cursor: bytes | int = 0
+        while True:
+            args = ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", kind)
+            reply: Any = await _command.run(client, *args, node=node, what=f"SCAN {pattern}")
+            cursor, keys = reply
+            found.update(decode(key) for key in keys)
+            if int(cursor) == 0:
+                break
+    return sorted(found)
 
 
 async def collect_status(client: Client, keys: Keys) -> StatusReport:
     """Everything ``aioredstream status`` shows, for the namespace of ``keys`` (either layout)."""
     with translate_errors("status"):
-        seconds, micros = await client.time()
+        if isinstance(client, RedisCluster):
+            await client.initialize()  # its primaries are scanned below
+        seconds, micros = await _command.run(client, "TIME")
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         stream_prefix = f"{keys.prefix}stream:"
         offset_prefix = f"{keys.prefix}offset:"
@@ -172,7 +188,7 @@ async def _stream(
         length=await _xlen(client, key),
         delay_length=await _xlen(client, delay_key),
     )
-    oldest = await _ids(client.xrange(delay_key, count=1))
+    oldest = await _ids(client, "XRANGE", delay_key, "-", "+", "COUNT", 1)
     if oldest:
         status.oldest_delay_id = oldest[0]
         age_ms = now_ms - parse_id(status.oldest_delay_id)[0]
@@ -185,8 +201,8 @@ async def _stream(
 
 
 async def _xlen(client: Client, key: str) -> int:
-    kind = decode(await client.type(key))
-    return int(await client.xlen(key)) if kind == "stream" else 0
+    kind = decode(await _command.run(client, "TYPE", key, key=key))
+    return int(await _command.run(client, "XLEN", key, key=key)) if kind == "stream" else 0
 
 
 async def _consumers(
@@ -194,7 +210,7 @@ async def _consumers(
 ) -> list[ConsumerStatus]:
     result = []
     for consumer, offset_key in found:
-        raw: bytes | str | None = await client.get(offset_key)
+        raw: bytes | None = await _command.run(client, "GET", offset_key, key=offset_key)
         offset = decode(raw) if raw is not None else "0-0"
         lag, exact = await _lag(client, key, offset)
         result.append(ConsumerStatus(consumer, offset, lag, exact))
@@ -207,17 +223,17 @@ async def _lag(client: Client, key: str, offset: str) -> tuple[int, bool]:
         after = parse_id(offset)
     except ValueError:  # ArgumentError is one
         return await _xlen(client, key), False  # not an id: everything is ahead of it
-    first = await _ids(client.xrange(key, count=1))
+    first = await _ids(client, "XRANGE", key, "-", "+", "COUNT", 1)
     if not first:
         return 0, True
-    last = await _ids(client.xrevrange(key, count=1))
+    last = await _ids(client, "XREVRANGE", key, "+", "-", "COUNT", 1)
     if after >= parse_id(last[0]):
         return 0, True
     if after < parse_id(first[0]):
         return await _xlen(client, key), True
     lag, start = 0, f"({after[0]}-{after[1]}"
     while lag < LAG_COUNT_LIMIT:
-        page = await _ids(client.xrange(key, min=start, count=_PAGE))
+        page = await _ids(client, "XRANGE", key, start, "+", "COUNT", _PAGE)
         lag += len(page)
         if len(page) < _PAGE:
             return lag, True

@@ -7,14 +7,13 @@ from typing import Any, TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from . import _wire
+from . import _command
 from ._cluster import use_hash_tags
 from ._keys import Keys, check_name
 from .errors import ArgumentError
 
 __all__ = [
     "Client",
-    "block_limit_s",
     "decode",
     "keys_for",
     "max_consumer_id",
@@ -58,18 +57,6 @@ def next_id(message_id: str) -> str:
     return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
 
 
-def block_limit_s(client: Client, wanted_s: float) -> float:
-    """How long a blocking command may block without tripping the client's socket timeout."""
-    # One node: its pool's connection kwargs; a cluster keeps them on the client.
-    kwargs: dict[str, Any] = getattr(
-        getattr(client, "connection_pool", client), "connection_kwargs", {}
-    )
-    socket_timeout = kwargs.get("socket_timeout")
-    if socket_timeout:
-        wanted_s = min(wanted_s, socket_timeout * 0.8)
-    return max(wanted_s, 0.01)
-
-
 async def stream_size(
     client: Client,
     stream_name: str,
@@ -79,8 +66,7 @@ async def stream_size(
 ) -> int:
     """Number of entries in the stream (``XLEN``; 0 when it does not exist)."""
     key = keys_for(client, namespace, hash_tags).stream(check_name(stream_name))
-    with _wire.translate_errors(f"XLEN {key}"):
-        size: int = await client.xlen(key)
+    size: int = await _command.run(client, "XLEN", key, key=key)
     return size
 
 
@@ -93,8 +79,7 @@ async def max_stream_id(
 ) -> str | None:
     """Id of the stream's newest entry, ``None`` when the stream is empty or missing."""
     key = keys_for(client, namespace, hash_tags).stream(check_name(stream_name))
-    with _wire.translate_errors(f"XREVRANGE {key}"):
-        rows: Any = await client.xrevrange(key, "+", "-", count=1)
+    rows: Any = await _command.run(client, "XREVRANGE", key, "+", "-", "COUNT", 1, key=key)
     return decode(rows[0][0]) if rows else None
 
 
@@ -110,6 +95,5 @@ async def max_consumer_id(
     key = keys_for(client, namespace, hash_tags).offset(
         check_name(stream_name), check_name(consumer_name, "consumer name")
     )
-    with _wire.translate_errors(f"GET {key}"):
-        value: Any = await client.get(key)
+    value: Any = await _command.run(client, "GET", key, key=key)
     return None if value is None else decode(value)

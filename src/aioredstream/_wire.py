@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import hiredis
+import redis
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -31,6 +32,7 @@ from .errors import (
     ServerConnectionError,
     ServerError,
     ServerTimeoutError,
+    UnsupportedError,
 )
 
 __all__ = ["Chunk", "ReplyError", "call", "execute", "pack", "translate_errors"]
@@ -105,16 +107,39 @@ async def execute(
     except BaseException:
         # Unread replies may be on the wire: the connection must not be reused.
         with anyio.CancelScope(shield=True):
-            # A transport of a closed event loop cannot be closed (EventLoopError);
-            # redis-py forgets it anyway, so the connection reconnects when reused.
-            with suppress(RuntimeError):
-                await conn.disconnect(nowait=True)
+            await _drop(conn)
             await pool.release(conn)
         raise
     if stale:
         # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
-        await conn.disconnect(nowait=True)
+        await _drop(conn)
     await pool.release(conn)
+
+
+async def _drop(conn: AbstractConnection) -> None:
+    """Close ``conn`` now, and observe how its stream ends.
+
+    ``disconnect(nowait=True)`` does not wait for the stream to close, so the error
+    its protocol keeps (``ConnectionResetError`` after a server died) would be
+    logged as "Future exception was never retrieved" when collected; a task
+    waiting for the close retrieves it instead. A transport of a closed event loop
+    cannot be closed at all (see :class:`EventLoopError`); redis-py forgets it
+    anyway, so the connection reconnects when it is used again.
+    """
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    with suppress(RuntimeError):
+        await conn.disconnect(nowait=True)
+    if writer is not None:
+        try:
+            closing = asyncio.ensure_future(writer.wait_closed())
+        except RuntimeError:  # no running loop of its own: nothing will ever log it
+            return
+        closing.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def acquire(pool: Any, what: str) -> AbstractConnection:
@@ -144,8 +169,14 @@ async def _exchange(
     last_read_extra_s: float | None,
 ) -> bool:
     """Write and read everything; ``True`` if the server said it is read-only."""
-    reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
-    writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+    try:
+        reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
+        writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+    except AttributeError as exc:  # the internals the matrix of redis-py versions covers
+        raise UnsupportedError(
+            f"redis-py {redis.__version__}: its connections have no _reader/_writer streams; "
+            "aioredstream supports the redis versions its pyproject.toml allows"
+        ) from exc
     if reader_stream is None or writer is None:
         raise ServerConnectionError("the pool handed out a closed connection")
     readonly: list[bool] = []

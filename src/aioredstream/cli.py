@@ -36,11 +36,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
+from . import _command
 from ._keys import Keys
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
 from ._status import collect_status
-from ._streams import Client
+from ._streams import Client, decode
 from ._table import format_age, render_table
 from ._wire import translate_errors
 from .consumer import Consumer
@@ -89,8 +90,8 @@ async def _connect(client: Redis, url: str, what: str) -> Client:
     down fails here, at once, with exit status 1.
     """
     with translate_errors(what):
-        info: dict[str, Any] = await client.info("cluster")
-        if not int(info.get("cluster_enabled", 0)):
+        info = decode(await _command.run(client, "INFO", "cluster", what=what))
+        if "cluster_enabled:1" not in info.split():
             return client
         # From the URL again, so credentials and TLS carry over to every node. A database
         # other than 0 usually failed above already (SELECT refused); redis-py refuses

@@ -6,11 +6,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.client import NEVER_DECODE
-
-from . import _telemetry, _wire
+from . import _command, _telemetry
 from ._keys import check_name
-from ._streams import Client, block_limit_s, decode, keys_for
+from ._streams import Client, decode, keys_for
 from ._worker import check_seconds, run_forever, run_step_once
 from .errors import ArgumentError, MessageError
 from .lock import Lock, worker_lock_name
@@ -72,8 +70,7 @@ class Consumer:
 
     async def max_committed_id(self) -> str | None:
         """The committed offset, ``None`` before the first commit."""
-        with _wire.translate_errors(f"GET {self._offset_key}"):
-            value: Any = await self._client.get(self._offset_key)
+        value: Any = await _command.run(self._client, "GET", self._offset_key, key=self._offset_key)
         return None if value is None else decode(value)
 
     async def run(self, handler: Handler) -> None:
@@ -114,29 +111,30 @@ class Consumer:
     async def read(self) -> list[tuple[str, dict[str, str]]]:
         """The next batch after the committed offset as ``(id, fields)``, ``[]`` if none came."""
         offset = await self.max_committed_id() or "0-0"
-        block_ms = max(1, round(block_limit_s(self._client, self.block) * 1000))
-        args = ("COUNT", self.batch_size, "BLOCK", block_ms, "STREAMS", self._stream_key, offset)
-        # NEVER_DECODE: bytes whatever decode_responses says, so a payload that is not
-        # UTF-8 is skipped as malformed instead of failing the read forever.
-        execute: Any = self._client.execute_command
-        with _wire.translate_errors(f"XREAD {self._stream_key}"):
-            reply: Any = await execute("XREAD", *args, **{NEVER_DECODE: True})
+        block_ms = max(1, round(self.block * 1000))
+        key = self._stream_key
+        # Raw bytes whatever decode_responses says, so a payload that is not UTF-8 is
+        # skipped as malformed instead of failing the read forever. The reply may take
+        # the block time on top of the socket timeout: an idle stream is no timeout.
+        reply: Any = await _command.run(
+            self._client,
+            *("XREAD", "COUNT", self.batch_size, "BLOCK", block_ms, "STREAMS", key, offset),
+            key=key,
+            block_s=block_ms / 1000,
+        )
         return parse_xread(reply)
 
     async def commit(self, message_id: str) -> None:
         """Store ``message_id`` as the offset: reading resumes after it."""
-        with _wire.translate_errors(f"SET {self._offset_key}"):
-            await self._client.set(self._offset_key, message_id)
+        await _command.run(self._client, "SET", self._offset_key, message_id, key=self._offset_key)
 
 
 def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    """One stream's entries from an XREAD reply (RESP2 list or RESP3 map, bytes or str)."""
+    """One stream's entries from a raw XREAD reply (RESP2 list or RESP3 map)."""
     if not reply:
         return []
-    if isinstance(reply, dict):  # redis-py's RESP3 shape: {key: [[entry, ...]]}
-        streams = [rows for value in reply.values() for rows in value]
-    else:  # RESP2: [[key, [entry, ...]]]
-        streams = [item[1] for item in reply]
+    # RESP3: {key: [entry, ...]}; RESP2: [[key, [entry, ...]]]
+    streams = list(reply.values()) if isinstance(reply, dict) else [item[1] for item in reply]
     return [(decode(raw_id), decode_fields(fields)) for rows in streams for raw_id, fields in rows]
 
 

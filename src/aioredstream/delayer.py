@@ -13,8 +13,7 @@ from typing import Any
 
 import anyio
 
-from . import _telemetry, _wire
-from ._cluster import is_cluster
+from . import _command, _telemetry
 from ._keys import DELAY_SUFFIX, check_name
 from ._streams import Client, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
@@ -110,12 +109,9 @@ class Delayer:
         return done
 
     async def _server_time_ms(self) -> int:
-        client: Any = self._client
-        options: dict[str, Any] = {}
-        if is_cluster(client):  # the clock that wrote the delay stream's ids
-            options["target_nodes"] = client.get_node_from_key(self._delay_key)
-        with _wire.translate_errors("TIME"):
-            seconds, micros = await client.time(**options)
+        # On a cluster: the node of the delay stream, whose clock wrote its ids.
+        reply: Any = await _command.run(self._client, "TIME", key=self._delay_key, what="TIME")
+        seconds, micros = reply
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def _deliver(self, entries: list[Entry]) -> int:
@@ -134,17 +130,20 @@ class Delayer:
     async def _copy(self, entries: list[Entry]) -> int:
         messages = valid_messages(entries, self.stream_name + DELAY_SUFFIX)
         ids = [message_id for message_id, _ in entries]
-        with _wire.translate_errors(f"deliver {len(ids)} delay messages to {self._stream_key}"):
-            if messages:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for message in messages:
-                        fields: Any = {"payload": message.raw_payload}
-                        pipe.xadd(self._stream_key, fields)
-                    await pipe.execute()  # raises on the first failed copy
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xdel(self._delay_key, *ids)
-                pipe.set(self._offset_key, ids[-1])
-                await pipe.execute()
+        what = f"deliver {len(ids)} delay messages to {self._stream_key}"
+        if messages:
+            copies = [("XADD", self._stream_key, "*", "payload", m.raw_payload) for m in messages]
+            replies = await _command.pipeline(self._client, copies, key=self._delay_key, what=what)
+            for reply in replies:  # a refused copy keeps every delay message
+                _command.check(reply, f"{what} (XADD)", self._client)
+        done = await _command.pipeline(
+            self._client,
+            [("XDEL", self._delay_key, *ids), ("SET", self._offset_key, ids[-1])],
+            key=self._delay_key,
+            what=what,
+        )
+        for reply in done:
+            _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
         logger.debug(
             "delayed %d messages on %s by %.1fs", len(messages), self.stream_name, self.delay
         )

@@ -18,6 +18,7 @@ another token, the body is cancelled at once instead of running on unprotected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -25,9 +26,10 @@ from typing import Any
 
 import anyio
 
-from . import _wire
+from . import _command
+from ._command import Script
 from ._keys import check_name
-from ._streams import Client, block_limit_s, keys_for
+from ._streams import Client, keys_for
 from .errors import ArgumentError
 
 __all__ = ["Lock"]
@@ -35,7 +37,7 @@ __all__ = ["Lock"]
 logger = logging.getLogger("aioredstream.lock")
 
 # {1} when we hold the lock now; {0, pttl_ms} when someone else does.
-_GET_OR_REFRESH = """
+_GET_OR_REFRESH = Script("""
 local cur = redis.call('get', KEYS[1])
 if not cur then
   redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
@@ -45,22 +47,22 @@ elseif cur == ARGV[1] then
   return {1}
 end
 return {0, redis.call('pttl', KEYS[1])}
-"""
+""")
 
 # Single-key scripts, so they run anywhere: in the Ruby layout the lock key and its
 # notify list live in different cluster slots (the hash-tag layout joins them).
-_RELEASE = """
+_RELEASE = Script("""
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 end
 return 0
-"""
+""")
 
 # Exactly one element, so one waiter wakes per release (the gem's MULTI of DEL + RPUSH).
-_NOTIFY = """
+_NOTIFY = Script("""
 redis.call('del', KEYS[1])
 return redis.call('rpush', KEYS[1], '1')
-"""
+""")
 
 _RELEASE_TIMEOUT_S = 1.0
 
@@ -106,10 +108,13 @@ class Lock:
 
     async def try_acquire(self) -> bool:
         """Take or refresh the lock once; ``False`` when another token holds it."""
-        with _wire.translate_errors(f"acquire lock {self.key}"):
-            reply: Any = await self._client.eval(
-                _GET_OR_REFRESH, 1, self.key, self.token, self._expiry_ms
-            )
+        reply: Any = await _command.script(
+            self._client,
+            _GET_OR_REFRESH,
+            [self.key],
+            [self.token, self._expiry_ms],
+            what=f"acquire lock {self.key}",
+        )
         if int(reply[0]) == 1:
             self.holder_ttl_ms = None
             return True
@@ -123,7 +128,13 @@ class Lock:
         when the lock was lost while ``body`` ran (``body`` is then cancelled). An
         exception of ``body`` propagates after the release.
         """
-        if not await self.try_acquire():
+        try:
+            acquired = await self.try_acquire()
+        except asyncio.CancelledError:
+            # The script may have taken the lock before its reply was read.
+            await self.release()
+            raise
+        if not acquired:
             return False
         completed = False
         error: Exception | None = None
@@ -166,12 +177,26 @@ class Lock:
             last_ok = anyio.current_time()
 
     async def release(self) -> None:
-        """Delete the key if it still holds our token and wake one waiter (bounded, shielded)."""
-        with anyio.move_on_after(_RELEASE_TIMEOUT_S, shield=True) as scope:
+        """Delete the key if it still holds our token and wake one waiter (bounded, shielded).
+
+        A cancellation that arrives meanwhile waits until the release is done (at most
+        1 s): an anyio shield keeps out anyio's cancellations, but not a plain
+        ``Task.cancel()``, so the release also runs in a task of its own.
+        """
+        releasing = asyncio.ensure_future(self._release())
+        with anyio.CancelScope(shield=True):  # anyio's cancellations wait for it...
             try:
-                with _wire.translate_errors(f"release lock {self.key}"):
-                    await self._client.eval(_RELEASE, 1, self.key, self.token)
-                    await self._client.eval(_NOTIFY, 1, self.notify_key)
+                await asyncio.shield(releasing)
+            except asyncio.CancelledError:  # ...and so does a plain Task.cancel()
+                await asyncio.wait({releasing})
+                raise
+
+    async def _release(self) -> None:
+        with anyio.move_on_after(_RELEASE_TIMEOUT_S) as scope:
+            try:
+                what = f"release lock {self.key}"
+                await _command.script(self._client, _RELEASE, [self.key], [self.token], what=what)
+                await _command.script(self._client, _NOTIFY, [self.notify_key], [], what=what)
             except Exception as exc:
                 # It expires on its own; the body's outcome matters more than this.
                 logger.warning("could not release lock %s: %s", self.key, exc)
@@ -192,12 +217,15 @@ class Lock:
         """Block until a holder releases the lock, at most ``max_wait`` s; ``True`` if woken."""
         if max_wait <= 0:
             return False
-        block_s = block_limit_s(self._client, max_wait)
-        try:
-            with _wire.translate_errors(f"BRPOP {self.notify_key}"):
-                reply: Any = await self._client.brpop([self.notify_key], timeout=block_s)
-        except TimeoutError:  # ServerTimeoutError too: the socket timeout was shorter
-            return False
+        # The read waits for the socket timeout on top of the block: no timeout when idle.
+        reply: Any = await _command.run(
+            self._client,
+            "BRPOP",
+            self.notify_key,
+            f"{max(max_wait, 0.01):.3f}",
+            key=self.notify_key,
+            block_s=max_wait,
+        )
         return reply is not None
 
 

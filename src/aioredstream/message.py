@@ -54,9 +54,12 @@ class Message:
 
 
 def decode_fields(raw: Any) -> dict[str, str]:
-    """Entry fields from redis-py (a dict, ``None`` for a deleted entry) as ``str`` to ``str``."""
+    """Entry fields (a flat ``[field, value, ...]`` list as the server sends them, or a
+    dict; ``None`` for a deleted entry) as ``str`` to ``str``."""
     if not raw:
         return {}
+    if isinstance(raw, list):
+        raw = dict(zip(raw[::2], raw[1::2], strict=True))
     return {
         (k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k): (
             v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v

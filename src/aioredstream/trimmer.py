@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from . import _telemetry, _wire
+from . import _command, _telemetry
 from ._keys import check_name
 from ._streams import Client, decode, keys_for, next_id, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
@@ -89,8 +89,14 @@ class Trimmer:
 
     async def min_committed_id(self) -> str | None:
         """The lowest committed offset of the named consumers (compared as ids, not strings)."""
-        with _wire.translate_errors(f"MGET offsets of {self.stream_name}"):
-            values: Any = await self._client.mget(self._offset_keys)
+        # The offsets share the stream's slot (hash tags) or live on one node.
+        values: Any = await _command.run(
+            self._client,
+            "MGET",
+            *self._offset_keys,
+            key=self._stream_key,
+            what=f"MGET offsets of {self.stream_name}",
+        )
         offsets = [decode(value) for value in values if value]
         return min(offsets, key=parse_id) if offsets else None
 
@@ -107,11 +113,12 @@ class Trimmer:
             return 0
         if self._minid:
             try:
-                with _wire.translate_errors(f"XTRIM {self._stream_key} MINID"):
-                    # MINID keeps ids >= its argument: the next id keeps everything after min_id.
-                    count: int = await self._client.xtrim(
-                        self._stream_key, minid=next_id(min_id), approximate=False
-                    )
+                # MINID keeps ids >= its argument: the next id keeps everything after min_id.
+                count: int = await _command.run(
+                    self._client,
+                    *("XTRIM", self._stream_key, "MINID", "=", next_id(min_id)),
+                    key=self._stream_key,
+                )
             except ServerError as exc:
                 # Before 6.2, XTRIM knows only MAXLEN ("syntax error"); it may be renamed away.
                 if not any(sign in str(exc).lower() for sign in ("syntax", "unknown command")):
@@ -129,13 +136,13 @@ class Trimmer:
         """The gem's way, for servers before 6.2: XRANGE up to ``min_id`` and XDEL, in batches."""
         total = 0
         while True:
-            with _wire.translate_errors(f"XRANGE/XDEL {self._stream_key}"):
-                rows: Any = await self._client.xrange(
-                    self._stream_key, "-", min_id, count=_XDEL_BATCH
-                )
-                if not rows:
-                    return total
-                total += await self._client.xdel(self._stream_key, *[row[0] for row in rows])
+            key = self._stream_key
+            rows: Any = await _command.run(
+                self._client, "XRANGE", key, "-", min_id, "COUNT", _XDEL_BATCH, key=key
+            )
+            if not rows:
+                return total
+            total += await _command.run(self._client, "XDEL", key, *[r[0] for r in rows], key=key)
 
     def _log(self, count: int) -> None:
         if count:

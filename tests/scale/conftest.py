@@ -68,4 +68,10 @@ async def sentinel_client(sentinel_group: SentinelDeployment) -> AsyncIterator[R
     await client.flushall()
     yield client
     await client.aclose()
-    await sentinel.aclose()
+    await close_sentinel(sentinel)
+
+
+async def close_sentinel(sentinel: Sentinel) -> None:
+    """``Sentinel.aclose()`` is redis-py 7.1+: close its sentinel clients one by one."""
+    for client in sentinel.sentinels:
+        await client.aclose()

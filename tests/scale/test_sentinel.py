@@ -21,6 +21,7 @@ from aioredstream.testing import SentinelDeployment
 
 from ..conftest import ClientFactory
 from ..helpers import User, entries, in_use
+from .conftest import close_sentinel
 
 KEYS = Keys()
 
@@ -98,7 +99,7 @@ async def test_failover_is_survived_with_wait_semantics_intact(
         assert last_id in {i for i, _ in await entries(client, KEYS.delay_stream("users"))}
     finally:
         await client.aclose()
-        await sentinel.aclose()
+        await close_sentinel(sentinel)
 
 
 async def wait_for_replication_error(producer: Producer) -> None:

@@ -13,6 +13,7 @@ from aioredstream import Consumer, Delayer, Message, Producer, RedstreamError, T
 from aioredstream.testing import SentinelDeployment
 
 from ..helpers import User, eventually
+from .conftest import close_sentinel
 
 FAST: dict[str, Any] = {"block": 0.2, "backoff": 0.2}
 
@@ -107,4 +108,4 @@ async def test_workers_survive_a_failover_and_lose_nothing(
         assert "failed; retrying" in caplog.text  # the workers noticed, logged and backed off
     finally:
         await client.aclose()
-        await sentinel.aclose()
+        await close_sentinel(sentinel)

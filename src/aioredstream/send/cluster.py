@@ -24,7 +24,7 @@ from ..errors import ServerConnectionError, UnsupportedError
 from .acks import Acks
 from .base import encoded, submit_queue_delete
 from .replies import raise_command_error
-from .routing import Call, Router, as_client
+from .routing import Call, Router, as_node_client
 
 __all__ = ["ClusterSender"]
 
@@ -129,7 +129,7 @@ class ClusterSender(Router):
         if entry is None or entry[0] is not node:  # a new node object after a refresh
             entry = self._coalescers[node.name] = (
                 node,
-                Coalescer(as_client(node), acks=self.acks, slice_size=self.slice_size),
+                Coalescer(as_node_client(node), acks=self.acks, slice_size=self.slice_size),
             )
         return entry
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .._packing import Target
     from .acks import Acks
 
-__all__ = ["Call", "Router", "as_client"]
+__all__ = ["Call", "Router", "as_node_client"]
 
 logger = logging.getLogger("aioredstream.cluster")
 
@@ -217,8 +217,8 @@ class _NodeClient:
         self.connection_pool = _NodePool(node)
 
 
-def as_client(node: ClusterNode) -> Redis:
-    # _wire.execute needs only `.connection_pool` (get_connection/release): duck-typed.
+def as_node_client(node: ClusterNode) -> Redis:
+    """``node`` as a target of :func:`aioredstream._wire.execute` (its pool is all it uses)."""
     return cast(Redis, _NodeClient(node))
 
 
@@ -256,7 +256,8 @@ class Router:
     async def call(self, *args: bytes | str | int, what: str) -> Any:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
         await self.owners(())
-        return await _wire.call(as_client(self.client.get_random_primary_node()), *args, what=what)
+        # get_primaries() exists on every redis-py we support (get_random_primary_node: 7.1+)
+        return await _wire.call(as_node_client(self.client.get_primaries()[0]), *args, what=what)
 
     async def send(self, call: Call) -> None:
         """Send every record; re-send the commands a node redirected to the node the
@@ -313,7 +314,7 @@ class Router:
         ``redirected`` names; note the redirected ones in ``again``."""
         group = _Group(call, indices, asking, redirected, again)
         await _wire.execute(
-            as_client(node),
+            as_node_client(node),
             group.chunks(),
             group.sink,
             what=f"{call.what} on {node.name}",
