@@ -96,8 +96,17 @@ async def fill_queue(client: Redis, count: int) -> str:
     return last
 
 
-async def consumer_rate(client: Redis, count: int, last: str, name: str) -> float:
-    """Records/s of ``Consumer.run`` reading ``count`` entries, until their offset is committed."""
+async def consumer_rate(url: str, count: int, last: str, name: str) -> float:
+    """Records/s of ``Consumer.run`` reading ``count`` entries, until their offset is committed.
+
+    The consumer gets a client of its own, closed after the run: a consumer cancelled
+    mid-``XREAD`` must not leave its connection to the next round.
+    """
+    async with Redis.from_url(url) as client:
+        return await _consumer_rate(client, count, last, name)
+
+
+async def _consumer_rate(client: Redis, count: int, last: str, name: str) -> float:
     consumer = Consumer(client, stream_name="benchusers", name=name, batch_size=1000, block=1)
     seen = 0
     done = asyncio.Event()
@@ -112,10 +121,10 @@ async def consumer_rate(client: Redis, count: int, last: str, name: str) -> floa
     start = time.perf_counter()
     task = asyncio.create_task(consumer.run(handler))
     try:
-        await done.wait()
+        await asyncio.wait_for(done.wait(), 60)  # a hang fails the run, it does not stall it
         # the last batch's commit follows its handler at once: a poll or two
         while await consumer.max_committed_id() != last:  # noqa: ASYNC110
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.0005)
         elapsed = time.perf_counter() - start
     finally:
         task.cancel()

@@ -27,7 +27,7 @@ async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -
         c_rate = await _bulk_rounds(clients, port, sizes, results)
         await _concurrency(clients, sizes, results)
         await _latency(client, sizes, results)
-        await _consumer(client, sizes, results)
+        await _consumer(client, url, sizes, results)
         for method in (_bulk.PRODUCER, _bulk.HANDWRITTEN) if memory else ():
             results.memory_bytes_per_record[method] = _suite.memory_per_record(
                 url, method, sizes.memory
@@ -124,13 +124,13 @@ async def _latency(client: Redis, sizes: Sizes, results: Results) -> None:
     }
 
 
-async def _consumer(client: Redis, sizes: Sizes, results: Results) -> None:
+async def _consumer(client: Redis, url: str, sizes: Sizes, results: Results) -> None:
     ours: list[float] = []
     bare: list[float] = []
     for number in range(sizes.rounds):
         await client.flushall()
         last = await _handlers.fill_queue(client, sizes.consumer)
-        ours.append(await _handlers.consumer_rate(client, sizes.consumer, last, f"c{number}"))
+        ours.append(await _handlers.consumer_rate(url, sizes.consumer, last, f"c{number}"))
         bare.append(await _handlers.bare_loop_rate(client, sizes.consumer))
     results.consumer = {
         "aioredstream Consumer.run": max(ours),

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError
 
 from aioredstream import Producer, ServerConnectionError, ServerError, ServerTimeoutError
-from aioredstream._wire import translate_errors
+from aioredstream.send.wire import translate_errors
 
 from .helpers import Post, User, entries
 

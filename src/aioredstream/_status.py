@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from . import _command
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
-from ._wire import translate_errors
+from .send.wire import translate_errors
 
 __all__ = ["ConsumerStatus", "ShardGroup", "StatusReport", "StreamStatus", "collect_status"]
 

@@ -43,10 +43,10 @@ from ._sharding import stream_names
 from ._status import collect_status
 from ._streams import Client, decode
 from ._table import format_age, render_table
-from ._wire import translate_errors
 from .consumer import Consumer
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
+from .send.wire import translate_errors
 from .trimmer import Trimmer
 
 __all__ = ["format_age", "main", "render_table"]

@@ -144,7 +144,7 @@ class Producer:
     async def delay(self, record: Any) -> str:
         """Write a delay message for ``record``; return its id. Waits if ``wait`` is set.
 
-        Concurrent calls on one producer share pipelines (see ``_coalesce``).
+        Concurrent calls on one producer share pipelines (see ``send/coalesce.py``).
         """
         target, arg = self._prepare_one(record)
         with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):

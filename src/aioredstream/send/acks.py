@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _wire
 from ..errors import ReplicationError
+from . import wire
 from .replies import raise_command_error
 
 __all__ = ["Acks"]
@@ -28,9 +28,9 @@ class Acks:
         wait_ms = round(wait_timeout * 1000)
         tail = b""
         if wait:
-            tail += _wire.pack("WAIT", wait, wait_ms)
+            tail += wire.pack("WAIT", wait, wait_ms)
         if wait_aof:
-            tail += _wire.pack("WAITAOF", wait_aof[0], wait_aof[1], wait_ms)
+            tail += wire.pack("WAITAOF", wait_aof[0], wait_aof[1], wait_ms)
         self.tail = tail
         self.count = bool(wait) + bool(wait_aof)
 

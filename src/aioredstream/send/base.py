@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .. import _wire
-from .._coalesce import Coalescer, Split
 from .._packing import QUEUE_AND_DELETE, Slice, Target, bulk_string
+from . import wire
+from .coalesce import Coalescer, Split
 from .replies import raise_command_error
 
 __all__ = ["Sender", "encoded", "submit_queue_delete"]
 
-_SCRIPT_LOAD = _wire.pack("SCRIPT", "LOAD", QUEUE_AND_DELETE)
+_SCRIPT_LOAD = wire.pack("SCRIPT", "LOAD", QUEUE_AND_DELETE)
 
 
 class Sender(Protocol):
@@ -53,10 +53,10 @@ async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, 
     if coalescer.script_loaded:
         split = Split(target.xadd + arg, target.xdel_head, raw)
         [reply] = await coalescer.submit(data, 1, delay=False, split=split)
-        if not (reply.__class__ is _wire.ReplyError and str(reply).startswith("NOSCRIPT")):
+        if not (reply.__class__ is wire.ReplyError and str(reply).startswith("NOSCRIPT")):
             return reply
     loaded, reply = await coalescer.submit(_SCRIPT_LOAD + data, 2, delay=False)
-    if loaded.__class__ is _wire.ReplyError:
+    if loaded.__class__ is wire.ReplyError:
         raise_command_error(loaded, "SCRIPT LOAD", None)
     coalescer.script_loaded = True
     return reply

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .. import _wire
+from . import wire
 
 if TYPE_CHECKING:
     from .acks import Acks
@@ -66,7 +66,7 @@ class Deletes:
     def add(self, call: Call, reply: Any) -> None:
         self.waiting -= 1
         call.replies = [reply]
-        if reply.__class__ is _wire.ReplyError:
+        if reply.__class__ is wire.ReplyError:
             resolve(call.future, call.replies)  # refused: its delay message stays
         else:
             assert call.split is not None
@@ -85,13 +85,13 @@ class Deletes:
     def answer(groups: list[list[Call]], replies: list[Any]) -> None:
         for group, reply in zip(groups, replies, strict=True):
             for call in group:
-                if reply.__class__ is _wire.ReplyError:
+                if reply.__class__ is wire.ReplyError:
                     call.replies = [reply]
                 resolve(call.future, call.replies)
 
 
 class Exchange:
-    """The chunks and the sink of one batch's ``_wire.execute``."""
+    """The chunks and the sink of one batch's ``wire.execute``."""
 
     def __init__(self, calls: list[Call], acks: Acks, waits: int, slice_size: int) -> None:
         self.calls = calls
@@ -102,7 +102,7 @@ class Exchange:
         self.in_flight: deque[tuple[list[Call], list[list[Call]]]] = deque()
         self.wait_results: list[Any] = []
 
-    def chunks(self) -> Iterator[_wire.Chunk | None]:
+    def chunks(self) -> Iterator[wire.Chunk | None]:
         calls, size, deletes = self.calls, self.slice_size, self.deletes
         for start in range(0, len(calls), size):
             part = calls[start : start + size]
@@ -154,7 +154,7 @@ _SPLIT: list[Any] = []
 
 
 def _failed(replies: list[Any]) -> bool:
-    return any(isinstance(reply, _wire.ReplyError) for reply in replies)
+    return any(isinstance(reply, wire.ReplyError) for reply in replies)
 
 
 def resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:

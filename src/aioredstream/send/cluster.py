@@ -2,7 +2,7 @@
 
 Bulk calls go through :class:`~.routing.Router` (per-node groups, concurrent,
 redirects followed). Concurrent single calls go straight to the node that owns
-their slot, through that node's own :class:`~aioredstream._coalesce.Coalescer`:
+their slot, through that node's own :class:`~aioredstream.send.coalesce.Coalescer`:
 one producer keeps at most two connections per node busy however many handlers
 call it, so a client built with defaults (100 connections per node) never runs
 out. A single call whose node answers with a redirect (or ``TRYAGAIN`` during a
@@ -17,12 +17,12 @@ from typing import Any, cast
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from .. import _wire
-from .._coalesce import Coalescer
 from .._packing import Slice, Target, flatten
 from ..errors import ServerConnectionError, UnsupportedError
+from . import wire
 from .acks import Acks
 from .base import encoded, submit_queue_delete
+from .coalesce import Coalescer
 from .replies import raise_command_error
 from .routing import Call, Router, as_node_client
 
@@ -79,7 +79,7 @@ class ClusterSender(Router):
             return (targets[i].xadd + args[i],)
 
         def check(reply: Any, _: int, i: int) -> None:
-            if reply.__class__ is _wire.ReplyError:
+            if reply.__class__ is wire.ReplyError:
                 refused.append((i, reply))
 
         await self.send(Call(targets, build, check, "queue", slice_size=self.slice_size))
@@ -115,7 +115,7 @@ class ClusterSender(Router):
             return (head + b"".join([b"$%d\r\n%b\r\n" % (len(r), r) for r in raws]),)
 
         def check(reply: Any, _: int, g: int) -> None:
-            if reply.__class__ is _wire.ReplyError:
+            if reply.__class__ is wire.ReplyError:
                 raise_command_error(reply, "XDEL", None)
 
         targets = [target for target, _ in groups]
@@ -163,7 +163,7 @@ class ClusterSender(Router):
             except ServerConnectionError as exc:
                 await self.lost(node, exc)
                 raise
-        if reply.__class__ is not _wire.ReplyError:
+        if reply.__class__ is not wire.ReplyError:
             return
         if _rerouted(reply):
             self._rerouting("queue", reply)
@@ -184,4 +184,4 @@ class ClusterSender(Router):
 
 
 def _rerouted(reply: Any) -> bool:
-    return reply.__class__ is _wire.ReplyError and str(reply).startswith(_REROUTE)
+    return reply.__class__ is wire.ReplyError and str(reply).startswith(_REROUTE)

@@ -8,12 +8,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .. import _wire
-from .._coalesce import Coalescer
 from .._packing import Slice, Target
 from ..errors import UnsupportedError
+from . import wire
 from .acks import Acks
 from .base import encoded, submit_queue_delete
+from .coalesce import Coalescer
 from .queueing import QueueUnit, QueueWithDeletes
 from .replies import raise_command_error
 
@@ -34,7 +34,7 @@ class NodeSender:
         acks = self.acks
         last = len(slices) - 1
 
-        def chunks() -> Iterator[_wire.Chunk]:
+        def chunks() -> Iterator[wire.Chunk]:
             for number, part in enumerate(slices):
                 if number == last and acks.count:
                     yield part.delay_commands() + acks.tail, len(part) + acks.count
@@ -54,7 +54,7 @@ class NodeSender:
                         raise_command_error(reply, "XADD", len(ids) + position)
             ids.extend(decoded)
 
-        await _wire.execute(
+        await wire.execute(
             self.client,
             chunks(),
             sink,
@@ -69,18 +69,18 @@ class NodeSender:
     async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         if ids is not None:
             queue = QueueWithDeletes(_units(slices, ids))
-            await _wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
+            await wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
             queue.raise_failure()
             return
         size = self.slice_size
 
         def sink(chunk: int, replies: list[Any]) -> None:
             for position, reply in enumerate(replies):
-                if reply.__class__ is _wire.ReplyError:
+                if reply.__class__ is wire.ReplyError:
                     raise_command_error(reply, "XADD", chunk * size + position)
 
         chunks = ((part.queue_commands(), len(part)) for part in slices)
-        await _wire.execute(self.client, chunks, sink, what="queue")
+        await wire.execute(self.client, chunks, sink, what="queue")
 
     async def delay_one(self, target: Target, arg: bytes) -> str:
         [reply] = await self.coalescer.submit(target.xadd_delay + arg, 1, delay=True)
@@ -94,14 +94,14 @@ class NodeSender:
             [reply] = await self.coalescer.submit(target.xadd + arg, 1, delay=False)
         else:
             reply = await submit_queue_delete(self.coalescer, target, arg, delay_id)
-        if reply.__class__ is _wire.ReplyError:
+        if reply.__class__ is wire.ReplyError:
             raise_command_error(reply, "XADD" if delay_id is None else "XADD+XDEL", None)
 
     async def check_waitaof(self) -> None:
-        info = await _wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
+        info = await wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
         if isinstance(info, list) and info and info[0] is not None:
             return
-        with _wire.translate_errors("WAITAOF check"):
+        with wire.translate_errors("WAITAOF check"):
             server = await self.client.info("server")
             version = server.get("valkey_version") or server.get("redis_version")
         raise UnsupportedError(

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .. import _wire
 from .._packing import Target
+from . import wire
 from .replies import raise_command_error
 
 __all__ = ["QueueUnit", "QueueWithDeletes"]
@@ -49,7 +49,7 @@ class QueueUnit:
 
 
 def _done(reply: Any) -> bool:
-    return reply.__class__ is not _wire.ReplyError
+    return reply.__class__ is not wire.ReplyError
 
 
 def _xdel(target: Target, ids: list[bytes]) -> bytes:
@@ -58,7 +58,7 @@ def _xdel(target: Target, ids: list[bytes]) -> bytes:
 
 
 class QueueWithDeletes:
-    """The chunks and the sink of one ``_wire.execute`` call over ``units``."""
+    """The chunks and the sink of one ``wire.execute`` call over ``units``."""
 
     def __init__(self, units: Iterable[QueueUnit]) -> None:
         self._units = units
@@ -69,7 +69,7 @@ class QueueWithDeletes:
         self.refused: tuple[Any, int] | None = None  # the first refused XADD
         self.failed_delete: tuple[Any, int] | None = None
 
-    def chunks(self) -> Iterator[_wire.Chunk | None]:
+    def chunks(self) -> Iterator[wire.Chunk | None]:
         for unit in self._units:
             if self.refused is not None:
                 break  # stop at the first refusal: later records keep their delay messages
@@ -90,7 +90,7 @@ class QueueWithDeletes:
         self._ready, self._ready_count = [], 0
         return data, count
 
-    def _flush(self) -> _wire.Chunk:
+    def _flush(self) -> wire.Chunk:
         data, count = self._take_ready()
         self._layout.append(None)
         return data, count

@@ -2,7 +2,7 @@
 
 A call's records are grouped by the node that owns their stream's slot (the
 client's slot map); each group is sent on one connection of that node through
-:func:`aioredstream._wire.execute`, so slicing, windowing, error translation and
+:func:`aioredstream.wire.execute`, so slicing, windowing, error translation and
 the close-on-error rule are the single-node ones. The groups run concurrently.
 With ``wait``, each group ends in its own ``WAIT`` on the connection that made
 its writes, because WAIT only counts that connection's writes on that node.
@@ -40,13 +40,13 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import SlotNotCoveredError
 
-from .. import _wire
 from ..errors import (
     RedstreamError,
     ReplicationError,
     ServerConnectionError,
     TopologyError,
 )
+from . import wire
 
 if TYPE_CHECKING:
     from .._packing import Target
@@ -104,7 +104,7 @@ class _Redirect:
 
 def _redirect(reply: Any) -> tuple[bool, str] | None:
     """``(is_ask, "host:port")`` for a ``MOVED``/``ASK`` reply, else ``None``."""
-    if isinstance(reply, _wire.ReplyError):
+    if isinstance(reply, wire.ReplyError):
         parts = str(reply).split(" ")
         if len(parts) == 3 and parts[0] in ("MOVED", "ASK"):
             return parts[0] == "ASK", parts[2]
@@ -137,7 +137,7 @@ class _Group:
         self.acks: list[Any] = []
         self.cursor = 0
 
-    def chunks(self) -> Iterator[_wire.Chunk]:
+    def chunks(self) -> Iterator[wire.Chunk]:
         call, indices = self.call, self.indices
         size = call.slice_size
         tail, tail_count = (call.acks.tail, call.acks.count) if call.acks else (b"", 0)
@@ -189,7 +189,7 @@ class _Group:
 
 
 class _NodePool:
-    """The two methods of a connection pool that ``_wire.execute`` uses, on a ClusterNode."""
+    """The two methods of a connection pool that ``wire.execute`` uses, on a ClusterNode."""
 
     __slots__ = ("node",)
 
@@ -218,7 +218,7 @@ class _NodeClient:
 
 
 def as_node_client(node: ClusterNode) -> Redis:
-    """``node`` as a target of :func:`aioredstream._wire.execute` (its pool is all it uses)."""
+    """``node`` as a target of :func:`aioredstream.wire.execute` (its pool is all it uses)."""
     return cast(Redis, _NodeClient(node))
 
 
@@ -231,7 +231,7 @@ class Router:
         self._known = False  # the client has read the slot map once
 
     async def owners(self, slots: Iterable[int]) -> dict[int, ClusterNode]:
-        with _wire.translate_errors("cluster slot map"):
+        with wire.translate_errors("cluster slot map"):
             if self._stale:  # stays set until a refresh succeeds
                 await self.client.nodes_manager.initialize()
                 self._stale = False
@@ -257,7 +257,7 @@ class Router:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
         await self.owners(())
         # get_primaries() exists on every redis-py we support (get_random_primary_node: 7.1+)
-        return await _wire.call(as_node_client(self.client.get_primaries()[0]), *args, what=what)
+        return await wire.call(as_node_client(self.client.get_primaries()[0]), *args, what=what)
 
     async def send(self, call: Call) -> None:
         """Send every record; re-send the commands a node redirected to the node the
@@ -313,7 +313,7 @@ class Router:
         """Send ``indices`` on one connection of ``node``: all their commands, or only those
         ``redirected`` names; note the redirected ones in ``again``."""
         group = _Group(call, indices, asking, redirected, again)
-        await _wire.execute(
+        await wire.execute(
             as_node_client(node),
             group.chunks(),
             group.sink,

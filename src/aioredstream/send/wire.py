@@ -26,7 +26,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from .errors import (
+from ..errors import (
     EventLoopError,
     RedstreamError,
     ServerConnectionError,

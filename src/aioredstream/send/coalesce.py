@@ -6,7 +6,7 @@ batch is in flight a call starts one at once (no timer, no added delay); while
 ``max_batches`` batches are in flight, new calls wait in the queue and all of
 them go in the next batch when one finishes.
 
-A batch is one short-lived task that sends its calls through :func:`_wire.execute`
+A batch is one short-lived task that sends its calls through :func:`wire.execute`
 on one pooled connection and ends; nothing outlives an idle period. Replies come
 back in order, so each call gets exactly its own replies. If any call in the batch
 is a delay write and the producer waits for replicas, one WAIT (and/or WAITAOF)
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _wire
-from .send.batch import Call, Exchange, Split, resolve
+from . import wire
+from .batch import Call, Exchange, Split, resolve
 
 if TYPE_CHECKING:
-    from .send.acks import Acks
+    from .acks import Acks
 
 __all__ = ["Coalescer", "Split"]
 
@@ -145,7 +145,7 @@ class Coalescer:
         waits = acks.count if any(c.delay for c in calls) else 0
         exchange = Exchange(calls, acks, waits, self._slice_size)
         try:
-            await _wire.execute(
+            await wire.execute(
                 self._client,
                 exchange.chunks(),
                 exchange.sink,
