@@ -169,16 +169,7 @@ async def _exchange(
     last_read_extra_s: float | None,
 ) -> bool:
     """Write and read everything; ``True`` if the server said it is read-only."""
-    try:
-        reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
-        writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
-    except AttributeError as exc:  # the internals the matrix of redis-py versions covers
-        raise UnsupportedError(
-            f"redis-py {redis.__version__}: its connections have no _reader/_writer streams; "
-            "aioredstream supports the redis versions its pyproject.toml allows"
-        ) from exc
-    if reader_stream is None or writer is None:
-        raise ServerConnectionError("the pool handed out a closed connection")
+    reader_stream, writer = _streams_of(conn)
     readonly: list[bool] = []
 
     def reply_error(message: str) -> ReplyError:
@@ -214,6 +205,20 @@ async def _exchange(
         sink(index, await _read(reader_stream, parser, count, last_timeout))
         index += 1
     return bool(readonly)
+
+
+def _streams_of(conn: AbstractConnection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
+        writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+    except AttributeError as exc:  # the internals the matrix of redis-py versions covers
+        raise UnsupportedError(
+            f"redis-py {redis.__version__}: its connections have no _reader/_writer streams; "
+            "aioredstream supports the redis versions its pyproject.toml allows"
+        ) from exc
+    if reader_stream is None or writer is None:
+        raise ServerConnectionError("the pool handed out a closed connection")
+    return reader_stream, writer
 
 
 async def _read(
