@@ -65,7 +65,7 @@ async def _target(client: Client, key: Arg | None, node: ClusterNode | None = No
         return as_node_client(node)
     if not isinstance(client, RedisCluster):
         return client
-    with wire.translate_errors("cluster slot map"):
+    with wire.translate_errors("cluster slot map"), wire.cancellation_kept():
         if client in _stale:
             await client.nodes_manager.initialize()
             _stale.discard(client)

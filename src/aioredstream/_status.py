@@ -23,7 +23,14 @@ from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
 from .send.wire import translate_errors
 
-__all__ = ["ConsumerStatus", "ShardGroup", "StatusReport", "StreamStatus", "collect_status"]
+__all__ = [
+    "ConsumerStatus",
+    "ShardGroup",
+    "StatusReport",
+    "StreamStatus",
+    "collect_status",
+    "find_namespaces",
+]
 
 # Lag is counted by paging XRANGE; past this many entries it is reported as a lower bound.
 LAG_COUNT_LIMIT = 1_000_000
@@ -94,6 +101,13 @@ async def _scan(client: Client, pattern: str, kind: str) -> list[str]:
             if int(cursor) == 0:
                 break
     return sorted(found)
+
+
+async def find_namespaces(client: Client) -> list[str]:
+    """The namespaces that have streams on the server (either key layout)."""
+    marker = "redstream:stream:"
+    found = await _scan(client, f"*:{marker}*", "stream")
+    return sorted({key[: key.index(marker) - 1] for key in found if marker in key})
 
 
 async def collect_status(client: Client, keys: Keys) -> StatusReport:

@@ -72,7 +72,8 @@ def render_table(report: StatusReport, out: TextIO) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     right = {1, 2, 3, 6}  # numbers and ages align right
     sharded = f", {len(report.groups)} sharded" if report.groups else ""
-    out.write(f"{len(report.streams)} streams ({where}{sharded})\n")
+    count = len(report.streams)
+    out.write(f"{count} stream{'' if count == 1 else 's'} ({where}{sharded})\n")
     for row in [header, *rows]:
         cells = [
             cell.rjust(width) if i in right else cell.ljust(width)

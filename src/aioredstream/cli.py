@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -36,11 +37,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from . import _command
+from . import __version__, _command
 from ._keys import Keys
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
-from ._status import collect_status
+from ._status import StatusReport, collect_status, find_namespaces
 from ._streams import Client, decode
 from ._table import format_age, render_table
 from .consumer import Consumer
@@ -124,24 +125,117 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="Per stream: length, delay-stream length, age of the oldest delay "
         "message (server clock); per consumer: committed offset and lag in entries.",
     )
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print the Prometheus text exposition format (extra 'prometheus')",
+    )
     status.set_defaults(run=_status)
 
 
-async def _status(args: argparse.Namespace) -> int:
-    keys = _keys(args)
+async def _read_status(args: argparse.Namespace) -> tuple[StatusReport, list[str]]:
+    """The report, and when it is empty without --namespace, the namespaces that have streams."""
+    keys = _keys(args)  # a bad namespace fails before anything connects
     plain = _client(args)
     client: Client = plain
     try:
-        client = await _connect(plain, args.url, "status")
+        client = await _connect(plain, args.url, args.command)
         report = await collect_status(client, keys)
+        elsewhere: list[str] = []
+        if not report.streams and args.namespace is None:
+            with translate_errors("status"):
+                elsewhere = await find_namespaces(client)
     finally:
         await client.aclose()
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
+    return report, elsewhere
+
+
+async def _status(args: argparse.Namespace) -> int:
+    if args.prometheus:
+        exposition = _prometheus().exposition
+    report, elsewhere = await _read_status(args)
+    if args.prometheus:
+        sys.stdout.write(exposition(report))
+    elif args.json:
+        json.dump({**report.to_dict(), "namespaces_with_streams": elsewhere}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         render_table(report, sys.stdout)
+        if elsewhere:
+            names = ", ".join(elsewhere)
+            sys.stdout.write(
+                f"streams exist in {_plural(len(elsewhere), 'namespace')}: {names} "
+                "(aioredstream status --namespace NAME)\n"
+            )
+    return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _prometheus() -> Any:
+    try:
+        from .integrations import prometheus
+    except ImportError as exc:
+        raise ArgumentError(
+            f"--prometheus and exporter need prometheus-client ({exc}): "
+            "pip install 'aioredstream[prometheus]'"
+        ) from None
+    return prometheus
+
+
+# -- exporter ----------------------------------------------------------------------------
+
+
+def _add_exporter(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    exporter = commands.add_parser(
+        "exporter",
+        parents=parents,
+        help="serve stream backlog and consumer lag at /metrics for Prometheus",
+        description="Serves what 'status --prometheus' prints at http://HOST:PORT/metrics, "
+        "read afresh from the server on every scrape, until SIGINT or SIGTERM.",
+    )
+    exporter.add_argument("--port", type=_port, required=True, help="port to listen on")
+    exporter.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    exporter.set_defaults(run=_exporter)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
+    return value
+
+
+async def _exporter(args: argparse.Namespace) -> int:
+    prometheus = _prometheus()
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    await _read_status(args)  # fail at once, with one line, on a bad URL or a down server
+
+    def load() -> StatusReport:
+        # On the HTTP server's thread: a loop (and a client) of its own per scrape.
+        return asyncio.run(_read_status(args))[0]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(prometheus.StatusCollector(load))
+    server, thread = start_http_server(args.port, addr=args.host, registry=registry)
+    print(f"serving http://{args.host}:{server.server_port}/metrics", file=sys.stderr, flush=True)
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+    finally:
+        server.shutdown()
+        thread.join()
     return 0
 
 
@@ -307,7 +401,7 @@ async def _run_worker(
 
 # -- main --------------------------------------------------------------------------------
 
-_COMMANDS = [_add_status, _add_delayer, _add_trimmer, _add_consume]
+_COMMANDS = [_add_status, _add_exporter, _add_delayer, _add_trimmer, _add_consume]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aioredstream",
         description="Inspect and run aioredstream streams on a Redis server.",
     )
+    parser.add_argument("--version", action="version", version=f"aioredstream {__version__}")
     commands = parser.add_subparsers(
         title="commands", required=True, metavar="COMMAND", dest="command"
     )

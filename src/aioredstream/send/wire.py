@@ -142,6 +142,20 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+@contextmanager
+def cancellation_kept() -> Iterator[None]:
+    """Re-raise a cancellation that redis-py code inside the block returned from normally.
+
+    For the few redis-py calls the library still makes (a cluster client reading its
+    slot map): a ``Task.cancel()`` it swallowed still shows in ``cancelling()``.
+    """
+    task = asyncio.current_task()
+    cancels = task.cancelling() if task is not None else 0
+    yield
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError
+
+
 async def acquire(pool: Any, what: str) -> AbstractConnection:
     """A connected connection from ``pool``, without losing a cancellation.
 
