@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -133,6 +134,7 @@ def _variants(
     }
 
 
+@pytest.mark.timeout(3600)  # the suite's 60 s are for tests; this runs minutes
 async def test_cluster_vs_single_node_throughput() -> None:
     kind = os.environ.get("BENCH_SERVER_KIND", "redis")
     binary = _binary(kind)
