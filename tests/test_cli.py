@@ -117,11 +117,25 @@ async def test_status_of_an_empty_server(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--url", "http://127.0.0.1:1/0"], "is not a usable Redis URL"),
-        (["--url", "redis://127.0.0.1:notaport/0"], "is not a usable Redis URL"),
-        (["--url", "redis://127.0.0.1:{port}/0"], "connection failed"),
-        (["--namespace", "a:b"], "contains ':'"),
+        (["--url", "http://127.0.0.1:1/0"], "argument --url: 'http://127.0.0.1:1/0' is not a"),
+        (["--url", "redis://127.0.0.1:notaport/0"], "argument --url: "),
+        (["--namespace", "a:b"], "argument --namespace: namespace 'a:b' contains ':'"),
     ],
+)
+def test_status_bad_arguments_exit_2_naming_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["status", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "aioredstream status: error: " in err
+    assert message in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--url", "redis://127.0.0.1:{port}/0"], "connection failed")],
 )
 def test_status_errors_are_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -37,43 +37,54 @@ def dead_url() -> str:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["delayer", "users", "--delay", "-1"], "delay must be seconds >= 0, got -1.0"),
+        (["delayer", "users", "--delay", "-1"], "argument --delay: must be seconds >= 0, got '-1'"),
         (["delayer", "users.delay", "--delay", "1"], "names a delay stream"),
-        (["delayer", "a:b", "--delay", "1"], "contains ':'"),
-        (["trimmer", "users", "--consumers", " , "], "must name at least one consumer"),
-        (["trimmer", "users", "--consumers", "a,b c"], "'b c'"),
-        (["trimmer", "users", "--consumers", "a", "--interval", "-2"], "interval must be"),
-        (["consume", "users", "--name", "x", "--handler", "nosuch_mod:f"], "no module named"),
-        (["consume", "users", "--name", "x", "--handler", "tests"], "'module:function'"),
+        (["delayer", "a:b", "--delay", "1"], "argument STREAM: stream name 'a:b' contains ':'"),
+        (["trimmer", "users", "--consumers", " , "], "argument --consumers: must name at least"),
+        (["trimmer", "users", "--consumers", "a,b c"], "argument --consumers: consumer name 'b c'"),
         (
-            ["consume", "users", "--name", "x", "--handler", "tests.cli_handlers:gone"],
-            "tests.cli_handlers has no 'gone'",
+            ["trimmer", "users", "--consumers", "a", "--interval", "-2"],
+            "argument --interval: must be seconds >= 0",
         ),
-        (
-            ["consume", "users", "--name", "x", "--handler", "tests.cli_handlers:NOT_CALLABLE"],
-            "is a int, not a function",
-        ),
-        (
-            ["consume", "users", "--name", "x", "--handler", "tests.cli_handlers:not_async"],
-            "must be an async function",
-        ),
-        (
-            ["consume", "users", "--name", "x", "--handler", "tests.broken_handler_module:f"],
-            "RuntimeError: configuration missing",
-        ),
+        ([*CONSUME, "nosuch_mod:f"], "argument --handler: 'nosuch_mod:f': no module named"),
+        ([*CONSUME, "tests"], "argument --handler:"),
+        ([*CONSUME, "tests.cli_handlers:gone"], "tests.cli_handlers has no 'gone'"),
+        ([*CONSUME, "tests.cli_handlers:NOT_CALLABLE"], "is a int, not a function"),
+        ([*CONSUME, "tests.cli_handlers:not_async"], "must be an async function"),
+        ([*CONSUME, "tests.broken_handler_module:f"], "RuntimeError: configuration missing"),
         (
             [*CONSUME, "tests.handler_missing_dep:f"],
             "importing tests.handler_missing_dep failed: No module named 'nosuch_dependency_xyz'",
         ),
         (
             ["consume", "users", "--name", "x:y", "--handler", "tests.cli_handlers:record"],
-            "contains ':'",
+            "argument --name: consumer name 'x:y' contains ':'",
         ),
         (
             [*CONSUME, "tests.cli_handlers:record", "--batch-size", "0"],
-            "batch_size must be an int >= 1, got 0",
+            "argument --batch-size: must be an int >= 1, got '0'",
         ),
-        (["delayer", "users", "--delay", "1", "--url", "http://x/0"], "not a usable Redis URL"),
+        (["delayer", "users", "--delay", "1", "--url", "http://x/0"], "argument --url:"),
+        (["delayer", "users", "--delay", "1", "--shards", "0"], "argument --shards:"),
+        (["delayer", "users", "--delay", "1", "--namespace", "a:b"], "argument --namespace:"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--url", dead_url()] if "--url" not in argv else argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"aioredstream {argv[0]}: error: " in captured.err
+    assert message in captured.err, captured.err
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
         (["delayer", "users", "--delay", "1", "--url", "{dead}"], "delayer: PING: connection"),
         (["trimmer", "users", "--consumers", "a", "--url", "{dead}"], "trimmer: PING: connection"),
         (
@@ -86,8 +97,6 @@ def test_worker_errors_are_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = [dead_url() if arg == "{dead}" else arg for arg in argv]
-    if "--url" not in args:
-        args += ["--url", dead_url()]  # argument errors come before any connection
     assert main(args) == 1
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -1,23 +1,34 @@
-"""What the CLI's worker commands share: handler import, logging, connectivity, signals."""
+"""Running workers until a signal (:func:`run_workers`), and what the CLI's worker commands
+share: handler import and logging."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 
-from .consumer import Handler
+from .consumer import Consumer, Handler
+from .delayer import Delayer
 from .errors import ArgumentError
+from .trimmer import Trimmer
 
-__all__ = ["LOG_LEVELS", "load_handler", "log_to_stderr", "run_until_signalled"]
+__all__ = [
+    "LOG_LEVELS",
+    "Runnable",
+    "load_handler",
+    "log_to_stderr",
+    "run_until_signalled",
+    "run_workers",
+]
 
 logger = logging.getLogger("aioredstream.cli")
 
@@ -33,7 +44,7 @@ def load_handler(spec: str) -> Handler:
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ArgumentError(f"--handler {spec!r} must look like 'module:function'")
+        raise ArgumentError(f"{spec!r} must look like 'module:function'")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -42,25 +53,23 @@ def load_handler(spec: str) -> Handler:
     except ModuleNotFoundError as exc:
         # The module itself (or a parent package) is missing, not something it imports.
         if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
-            raise ArgumentError(f"--handler {spec!r}: no module named {exc.name!r}") from None
-        raise ArgumentError(f"--handler {spec!r}: importing {module_name} failed: {exc}") from None
+            raise ArgumentError(f"{spec!r}: no module named {exc.name!r}") from None
+        raise ArgumentError(f"{spec!r}: importing {module_name} failed: {exc}") from None
     except Exception as exc:  # the user's module raised while importing
         raise ArgumentError(
-            f"--handler {spec!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+            f"{spec!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
         ) from None
     target: Any = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ArgumentError(f"--handler {spec!r}: {module_name} has no {attr!r}") from None
+            raise ArgumentError(f"{spec!r}: {module_name} has no {attr!r}") from None
     if not callable(target):
-        raise ArgumentError(f"--handler {spec!r} is a {type(target).__name__}, not a function")
+        raise ArgumentError(f"{spec!r} is a {type(target).__name__}, not a function")
     call = target if inspect.isroutine(target) else getattr(target, "__call__", None)  # noqa: B004
     if not inspect.iscoroutinefunction(call):
-        raise ArgumentError(
-            f"--handler {spec!r} must be an async function taking list[Message] (async def)"
-        )
+        raise ArgumentError(f"{spec!r} must be an async function taking list[Message] (async def)")
     handler: Handler = target
     return handler
 
@@ -85,19 +94,57 @@ def log_to_stderr(level: str) -> Iterator[None]:
         root.setLevel(old_level)
 
 
-async def run_until_signalled(work: Callable[[], Coroutine[Any, Any, object]], what: str) -> int:
-    """Run ``work`` until SIGINT or SIGTERM, then cancel it (the lock is released) and return 0.
+#: what :func:`run_workers` runs: a delayer or trimmer, a (consumer, handler) pair, or
+#: any coroutine function taking no arguments (``functools.partial(consumer.run, handler)``)
+Runnable: TypeAlias = (
+    Delayer | Trimmer | tuple[Consumer, Handler] | Callable[[], Coroutine[Any, Any, object]]
+)
 
-    ``work`` is a worker's ``run``: it only ends by cancellation, since it logs and
-    retries its own errors.
+
+def _starter(worker: Runnable) -> Callable[[], Coroutine[Any, Any, object]]:
+    if isinstance(worker, Delayer | Trimmer):
+        return worker.run
+    if isinstance(worker, tuple) and len(worker) == 2 and isinstance(worker[0], Consumer):
+        consumer, handler = worker
+        return functools.partial(consumer.run, handler)
+    if isinstance(worker, Consumer):
+        raise ArgumentError(
+            "a Consumer runs with its handler: pass (consumer, handler) to run_workers"
+        )
+    if callable(worker):
+        return worker
+    raise ArgumentError(f"run_workers runs workers, got {worker!r}")
+
+
+async def run_workers(
+    *workers: Runnable,
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+) -> None:
+    """Run ``workers`` side by side until one of ``signals`` arrives, then stop them all.
+
+    Each worker is a :class:`~aioredstream.Delayer`, a :class:`~aioredstream.Trimmer`,
+    a ``(consumer, handler)`` pair, or a coroutine function taking no arguments.
+    On a signal every worker is cancelled: it releases its lock (a standby takes over
+    at once) and commits nothing its handler did not finish; then this returns. A
+    worker that fails outside its own retry loop stops the others and its error
+    propagates. The CLI's worker commands run on this.
     """
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    starters = [_starter(worker) for worker in workers]
+    if not starters:
+        raise ArgumentError("run_workers needs at least one worker")
+    with anyio.open_signal_receiver(*signals) as received:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(work)
-            logger.info("%s running; Ctrl-C or SIGTERM stops it", what)
-            async for signum in signals:
-                logger.info("%s: %s received, stopping", what, signal.Signals(signum).name)
+            for start in starters:
+                tg.start_soon(start)
+            async for signum in received:
+                logger.info("%s received, stopping", signal.Signals(signum).name)
                 tg.cancel_scope.cancel()
                 break
+
+
+async def run_until_signalled(work: Callable[[], Coroutine[Any, Any, object]], what: str) -> int:
+    """The CLI's worker commands: :func:`run_workers` with log lines naming ``what``."""
+    logger.info("%s running; Ctrl-C or SIGTERM stops it", what)
+    await run_workers(work)
     logger.info("%s stopped", what)
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from . import _command
+from ._cluster import check_client
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
 from .send.wire import translate_errors
@@ -26,10 +27,13 @@ from .send.wire import translate_errors
 __all__ = [
     "ConsumerStatus",
     "ShardGroup",
+    "Status",
     "StatusReport",
     "StreamStatus",
     "collect_status",
     "find_namespaces",
+    "lag_after",
+    "status",
 ]
 
 # Lag is counted by paging XRANGE; past this many entries it is reported as a lower bound.
@@ -71,7 +75,9 @@ class ShardGroup:
 
 
 @dataclass
-class StatusReport:
+class Status:
+    """What :func:`status` returns (``aioredstream status --json`` prints the same)."""
+
     namespace: str | None
     server_time_ms: int
     streams: list[StreamStatus]
@@ -110,7 +116,22 @@ async def find_namespaces(client: Client) -> list[str]:
     return sorted({key[: key.index(marker) - 1] for key in found if marker in key})
 
 
-async def collect_status(client: Client, keys: Keys) -> StatusReport:
+async def status(client: Client, namespace: str | None = None) -> Status:
+    """The streams of ``namespace`` on the server: lengths, delay backlog and its age,
+    every consumer's committed offset and lag, and shard groups.
+
+    Read-only, by the server's clock; on a ``RedisCluster`` every primary is scanned,
+    and both key layouts are found. The same data as ``aioredstream status --json``.
+    """
+    check_client(client)
+    return await collect_status(client, Keys(namespace))
+
+
+#: the name inside the package before :class:`Status` was public
+StatusReport = Status
+
+
+async def collect_status(client: Client, keys: Keys) -> Status:
     """Everything ``aioredstream status`` shows, for the namespace of ``keys`` (either layout)."""
     with translate_errors("status"):
         if isinstance(client, RedisCluster):
@@ -142,7 +163,7 @@ async def collect_status(client: Client, keys: Keys) -> StatusReport:
         for name in bases:
             layout = Keys(keys.namespace, hash_tags=name in tagged)
             streams.append(await _stream(client, layout, name, offsets, now_ms))
-    return StatusReport(
+    return Status(
         namespace=keys.namespace,
         server_time_ms=now_ms,
         streams=streams,
@@ -226,12 +247,12 @@ async def _consumers(
     for consumer, offset_key in found:
         raw: bytes | None = await _command.run(client, "GET", offset_key, key=offset_key)
         offset = decode(raw) if raw is not None else "0-0"
-        lag, exact = await _lag(client, key, offset)
+        lag, exact = await lag_after(client, key, offset)
         result.append(ConsumerStatus(consumer, offset, lag, exact))
     return result
 
 
-async def _lag(client: Client, key: str, offset: str) -> tuple[int, bool]:
+async def lag_after(client: Client, key: str, offset: str) -> tuple[int, bool]:
     """Entries after ``offset``: what the consumer has still to read."""
     try:
         after = parse_id(offset)

@@ -37,14 +37,15 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from . import __version__, _command
-from ._keys import Keys
+from . import __version__, _command, _dead
+from ._keys import Keys, check_name
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
-from ._status import StatusReport, collect_status, find_namespaces
-from ._streams import Client, decode
+from ._status import Status, collect_status, find_namespaces, lag_after
+from ._streams import Client, decode, parse_id
 from ._table import format_age, render_table
-from .consumer import Consumer
+from ._worker import check_seconds
+from .consumer import Consumer, Handler
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
 from .send.wire import translate_errors
@@ -58,16 +59,65 @@ Run = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 Work = Callable[[], Coroutine[Any, Any, object]]
 
 
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` from one of the library's checks: a bad value exits 2 with
+    argparse's message, which names the flag."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except (ArgumentError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        return check_seconds(float(text), "seconds")
+    except (ArgumentError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be seconds >= 0, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must name at least one consumer, got {text!r}")
+    for name in names:
+        _checked(lambda n: check_name(n, "consumer name"))(name)
+    return names
+
+
+def _url(text: str) -> str:
+    try:
+        Redis.from_url(text)  # parses only; connects to nothing
+    except ValueError as exc:
+        raise ArgumentError(f"{text!r} is not a usable Redis URL: {exc}") from None
+    return text
+
+
 def _connection_options() -> argparse.ArgumentParser:
     """--url and --namespace, shared by every subcommand that talks to Redis."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--url",
+        type=_checked(_url),
         default=os.environ.get("REDIS_URL", DEFAULT_URL),
         help="redis:// or rediss:// URL (default: $REDIS_URL or %(default)s)",
     )
     parent.add_argument(
         "--namespace",
+        type=_checked(lambda text: Keys(text).namespace),
         default=os.environ.get("REDSTREAM_NAMESPACE") or None,
         help="key namespace, as given to Producer(namespace=...) (default: none)",
     )
@@ -135,7 +185,7 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     status.set_defaults(run=_status)
 
 
-async def _read_status(args: argparse.Namespace) -> tuple[StatusReport, list[str]]:
+async def _read_status(args: argparse.Namespace) -> tuple[Status, list[str]]:
     """The report, and when it is empty without --namespace, the namespaces that have streams."""
     keys = _keys(args)  # a bad namespace fails before anything connects
     plain = _client(args)
@@ -172,8 +222,8 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def _prometheus() -> Any:
@@ -185,6 +235,137 @@ def _prometheus() -> Any:
             "pip install 'aioredstream[prometheus]'"
         ) from None
     return prometheus
+
+
+# -- offset ------------------------------------------------------------------------------
+
+
+def _add_offset(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    offset = commands.add_parser(
+        "offset",
+        help="show or move a consumer's committed offset",
+        description="Show (get) or move (set) the committed offset of consumer CONSUMER "
+        "of STREAM. Moving it skips entries (forward) or hands them to the consumer again "
+        "(backward), so 'set' refuses either without --force and says how many entries "
+        "that are. Stop the consumer first: its next commit would overwrite the offset.",
+    )
+    actions = offset.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for name, help_text in (("get", "print the offset"), ("set", "move the offset to ID")):
+        action = actions.add_parser(name, parents=parents, help=help_text)
+        action.add_argument("stream", metavar="STREAM", type=_checked(check_name))
+        action.add_argument(
+            "consumer",
+            metavar="CONSUMER",
+            type=_checked(lambda text: check_name(text, "consumer name")),
+        )
+        if name == "set":
+            action.add_argument("id", metavar="ID", type=_checked(_entry_id), help="e.g. 0-0")
+            action.add_argument("--force", action="store_true", help="move it anyway")
+        action.set_defaults(run=_offset, action=name, command=f"offset {name}")
+
+
+def _entry_id(text: str) -> str:
+    ms, seq = parse_id(text)
+    return f"{ms}-{seq}"
+
+
+async def _offset(args: argparse.Namespace) -> int:
+    plain = _client(args)
+    client: Client = plain
+    try:
+        client = await _connect(plain, args.url, args.command)
+        layout = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+        stream_key, offset_key = (
+            layout.stream(args.stream),
+            layout.offset(args.stream, args.consumer),
+        )
+        with translate_errors(args.command):
+            raw = await _command.run(client, "GET", offset_key, key=offset_key)
+            current = None if raw is None else decode(raw)
+            if args.action == "get":
+                print(current if current is not None else "(none: it never committed)")
+                return 0
+            return await _move_offset(args, client, stream_key, offset_key, current)
+    finally:
+        await client.aclose()
+
+
+async def _move_offset(
+    args: argparse.Namespace, client: Client, stream_key: str, offset_key: str, current: str | None
+) -> int:
+    before, _ = await lag_after(client, stream_key, current or "0-0")
+    after, exact = await lag_after(client, stream_key, args.id)
+    moved = before - after
+    what = f"consumer {args.consumer} of {args.stream} from {current or '(none)'} to {args.id}"
+    bound = "" if exact else "at least "
+    effect = (
+        f"skips {bound}{_plural(moved, 'entry', 'entries')}"
+        if moved > 0
+        else f"hands {bound}{_plural(-moved, 'entry', 'entries')} to it again"
+    )
+    if current == args.id:
+        print(f"offset of {args.consumer} on {args.stream} is {args.id} already")
+        return 0
+    if not args.force:
+        raise ArgumentError(f"moving {what} {effect}; pass --force to do it")
+    await _command.run(client, "SET", offset_key, args.id, key=offset_key)
+    print(f"moved {what}: {effect}")
+    return 0
+
+
+# -- dead letters ------------------------------------------------------------------------
+
+
+def _add_dead(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    dead = commands.add_parser(
+        "dead",
+        help="list, replay or drop the dead letters of a stream",
+        description="Dead letters are the messages a consumer with dead_letter=True gave "
+        "up on, kept in STREAM.dead with their error. 'replay' copies them back to "
+        "STREAM (then deletes them), 'drop' deletes them.",
+    )
+    actions = dead.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("list", "print them: id, original id, attempts, error, payload"),
+        ("replay", "copy IDs (or --all) back to STREAM, then delete them"),
+        ("drop", "delete IDs (or --all)"),
+    ):
+        action = actions.add_parser(name, parents=parents, help=help_text)
+        action.add_argument("stream", metavar="STREAM", type=_checked(check_name))
+        if name != "list":
+            action.add_argument("ids", metavar="ID", nargs="*", type=_checked(_entry_id))
+            action.add_argument("--all", action="store_true", help="every dead letter")
+        action.set_defaults(run=_dead_letters, action=name, command=f"dead {name}")
+
+
+async def _dead_letters(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.ids and not args.all:
+        raise ArgumentError(f"dead {args.action}: name the IDs to {args.action}, or --all")
+    plain = _client(args)
+    client: Client = plain
+    try:
+        client = await _connect(plain, args.url, args.command)
+        keys = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+        with translate_errors(args.command):
+            letters = await _dead.dead_letters(client, keys, args.stream)
+            if args.action == "list":
+                print("ID  ORIGINAL ID  ATTEMPTS  CONSUMER  ERROR  PAYLOAD")
+                for d in letters:
+                    error = d.error.splitlines()[0] if d.error else "-"
+                    print(
+                        f"{d.id}  {d.original_id}  {d.attempts}  {d.consumer}  {error}  {d.payload}"
+                    )
+                return 0
+            ids = [d.id for d in letters] if args.all else args.ids
+            if args.action == "replay":
+                count = await _dead.replay(client, keys, args.stream, ids)
+                print(f"replayed {_plural(count, 'dead letter')} to {args.stream}")
+            else:
+                count = await _dead.drop(client, keys, args.stream, ids)
+                print(f"dropped {_plural(count, 'dead letter')} of {args.stream}")
+            return 0
+    finally:
+        await client.aclose()
 
 
 # -- exporter ----------------------------------------------------------------------------
@@ -221,43 +402,36 @@ async def _exporter(args: argparse.Namespace) -> int:
 
     await _read_status(args)  # fail at once, with one line, on a bad URL or a down server
 
-    def load() -> StatusReport:
+    def load() -> Status:
         # On the HTTP server's thread: a loop (and a client) of its own per scrape.
         return asyncio.run(_read_status(args))[0]
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(prometheus.StatusCollector(load))
-    server, thread = start_http_server(args.port, addr=args.host, registry=registry)
-    print(f"serving http://{args.host}:{server.server_port}/metrics", file=sys.stderr, flush=True)
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
+        try:
+            url = f"http://{args.host}:{server.server_port}/metrics"
+            print(f"serving {url}", file=sys.stderr, flush=True)
             async for _ in signals:
                 break
-    finally:
-        server.shutdown()
-        thread.join()
+        finally:
+            server.shutdown()
+            thread.join()
     return 0
 
 
 # -- workers -----------------------------------------------------------------------------
 
 
-def _shard_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
-    return value
-
-
 def _worker_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("stream", metavar="STREAM", help="stream name, e.g. users")
+    parent.add_argument(
+        "stream", metavar="STREAM", type=_checked(check_name), help="stream name, e.g. users"
+    )
     parent.add_argument(
         "--shards",
-        type=_shard_count,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="STREAM is sharded over N streams: run one worker on each of STREAM-0 .. STREAM-<N-1>",
@@ -280,9 +454,14 @@ def _add_delayer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="Run the delayer of STREAM until Ctrl-C or SIGTERM.",
     )
     delayer.add_argument(
-        "--delay", type=float, required=True, help="age in seconds after which to replay"
+        "--delay", type=_seconds, required=True, help="age in seconds after which to replay"
     )
-    delayer.set_defaults(run=_delayer)
+    delayer.set_defaults(run=_delayer, check=_check_delayer, parser=delayer)
+
+
+def _check_delayer(args: argparse.Namespace) -> None:
+    for stream in stream_names(args.stream, args.shards):
+        Delayer.check_stream_name(stream)
 
 
 async def _delayer(args: argparse.Namespace) -> int:
@@ -302,12 +481,13 @@ def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     trimmer.add_argument(
         "--consumers",
+        type=_names,
         required=True,
         help="every consumer that reads STREAM, comma-separated (e.g. indexer,cache)",
     )
     trimmer.add_argument(
         "--interval",
-        type=float,
+        type=_seconds,
         default=30.0,
         help="seconds to sleep when nothing was trimmed (default: %(default)s)",
     )
@@ -315,7 +495,7 @@ def _add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 async def _trimmer(args: argparse.Namespace) -> int:
-    names = [name.strip() for name in args.consumers.split(",") if name.strip()]
+    names: list[str] = args.consumers
 
     def build(client: Client, stream: str) -> Work:
         trimmer = Trimmer(
@@ -339,12 +519,24 @@ def _add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "an async function taking list[aioredstream.Message], imported from the working "
         "directory or the installed packages.",
     )
-    consume.add_argument("--name", required=True, help="consumer name (its lock and offset)")
     consume.add_argument(
-        "--handler", required=True, metavar="MODULE:FUNCTION", help="e.g. myapp.sync:reindex"
+        "--name",
+        type=_checked(lambda text: check_name(text, "consumer name")),
+        required=True,
+        help="consumer name (its lock and offset)",
     )
     consume.add_argument(
-        "--batch-size", type=int, default=1000, help="most entries per batch (default: %(default)s)"
+        "--handler",
+        type=_checked(load_handler),
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="e.g. myapp.sync:reindex",
+    )
+    consume.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1000,
+        help="most entries per batch (default: %(default)s)",
     )
     consume.set_defaults(run=_consume)
 
@@ -358,7 +550,7 @@ async def _consume(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             batch_size=args.batch_size,
         )
-        handler = load_handler(args.handler)
+        handler: Handler = args.handler
         return lambda: consumer.run(handler)
 
     return await _run_worker(args, build, f"consumer {args.name}")
@@ -401,7 +593,15 @@ async def _run_worker(
 
 # -- main --------------------------------------------------------------------------------
 
-_COMMANDS = [_add_status, _add_exporter, _add_delayer, _add_trimmer, _add_consume]
+_COMMANDS = [
+    _add_status,
+    _add_exporter,
+    _add_offset,
+    _add_dead,
+    _add_delayer,
+    _add_trimmer,
+    _add_consume,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
+    if check is not None:
+        try:
+            check(args)
+        except ArgumentError as exc:
+            args.parser.error(str(exc))  # exits 2, as argparse does for a bad argument
     run: Run = args.run
     try:
         return asyncio.run(run(args))

@@ -52,12 +52,7 @@ class Delayer:
         backoff: float = 5.0,
         hash_tags: bool | None = None,
     ) -> None:
-        check_name(stream_name)
-        if stream_name.endswith(DELAY_SUFFIX):
-            raise ArgumentError(
-                f"stream_name {stream_name!r} names a delay stream; pass the stream it delays for"
-            )
-        self.stream_name = stream_name
+        self.stream_name = self.check_stream_name(stream_name)
         self.delay = check_seconds(delay, "delay")
         self.consumer = Consumer(
             client,
@@ -75,6 +70,16 @@ class Delayer:
         self._delay_key = keys.delay_stream(stream_name)
         self._offset_key = keys.offset(stream_name + DELAY_SUFFIX, "delayer")
         self._delay_ms = round(self.delay * 1000)
+
+    @staticmethod
+    def check_stream_name(stream_name: str) -> str:
+        """``stream_name`` if a delayer can run for it (it must not be a delay stream)."""
+        check_name(stream_name)
+        if stream_name.endswith(DELAY_SUFFIX):
+            raise ArgumentError(
+                f"stream_name {stream_name!r} names a delay stream; pass the stream it delays for"
+            )
+        return stream_name
 
     async def run(self) -> None:
         """Delay batches until cancelled, holding the lock; errors are logged, then ``backoff``."""
@@ -144,7 +149,9 @@ class Delayer:
         )
         for reply in done:
             _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
-        logger.debug(
-            "delayed %d messages on %s by %.1fs", len(messages), self.stream_name, self.delay
+        logger.info(
+            "delayed %d messages on %s by %.1fs",
+            *(len(messages), self.stream_name, self.delay),
+            extra={"stream": self.stream_name, "count": len(messages)},
         )
         return len(entries)

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .._status import ConsumerStatus, StatusReport
+from .._status import ConsumerStatus, Status
 from .._streams import parse_id
 
 __all__ = ["StatusCollector", "exposition", "families"]
@@ -33,7 +33,7 @@ _STREAM = ["namespace", "stream"]
 _CONSUMER = ["namespace", "stream", "consumer"]
 
 
-def families(report: StatusReport) -> list[GaugeMetricFamily]:
+def families(report: Status) -> list[GaugeMetricFamily]:
     """The gauges of one status report."""
     length = GaugeMetricFamily(
         "aioredstream_stream_length", "Entries in the stream", labels=_STREAM
@@ -82,20 +82,20 @@ def _offset_age_s(consumer: ConsumerStatus, now_ms: int) -> float | None:
 
 
 class StatusCollector(Collector):
-    """A collector that reads a fresh :class:`StatusReport` from ``load()`` on each scrape.
+    """A collector that reads a fresh :class:`Status` from ``load()`` on each scrape.
 
     Scrapes arrive on the HTTP server's thread; ``load`` runs there, so it must not
     use an event loop of another thread (build the client inside it).
     """
 
-    def __init__(self, load: Callable[[], StatusReport]) -> None:
+    def __init__(self, load: Callable[[], Status]) -> None:
         self._load = load
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from families(self._load())
 
 
-def exposition(report: StatusReport) -> str:
+def exposition(report: Status) -> str:
     """The text exposition format of one report (what ``status --prometheus`` prints)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(lambda: report))
