@@ -22,7 +22,7 @@ from . import _command
 from ._cluster import check_client
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
-from ._wire import translate_errors
+from .send.wire import translate_errors
 
 __all__ = [
     "ConsumerStatus",

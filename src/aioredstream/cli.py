@@ -44,11 +44,11 @@ from ._sharding import stream_names
 from ._status import Status, collect_status, find_namespaces, lag_after
 from ._streams import Client, decode, parse_id
 from ._table import format_age, render_table
-from ._wire import translate_errors
 from ._worker import check_seconds
 from .consumer import Consumer, Handler
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
+from .send.wire import translate_errors
 from .trimmer import Trimmer
 
 __all__ = ["format_age", "main", "render_table"]
