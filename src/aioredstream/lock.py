@@ -105,6 +105,9 @@ class Lock:
         #: milliseconds the current holder's key has left (-1: no expiry), set when
         #: :meth:`acquire` found the lock taken.
         self.holder_ttl_ms: int | None = None
+        #: how many times :meth:`acquire` took the lock: a holder's state (such as a
+        #: consumer's offset) is only valid within one take.
+        self.takes = 0
 
     async def try_acquire(self) -> bool:
         """Take or refresh the lock once; ``False`` when another token holds it."""
@@ -136,6 +139,7 @@ class Lock:
             raise
         if not acquired:
             return False
+        self.takes += 1
         completed = False
         error: Exception | None = None
         try:
