@@ -61,10 +61,26 @@ async def run_forever(
         while True:
             await step()
 
+    last: tuple[type[BaseException], str] | None = None
     while True:
         try:
             if not await lock.acquire(work):
                 await lock.standby(LOCK_WAIT_S)
-        except Exception:
-            logger.exception("%s failed; retrying in %.1fs", what, backoff)
+        except Exception as exc:
+            # The traceback once per distinct error; while the same error repeats, a line.
+            seen = (type(exc), str(exc))
+            extra = {"worker": what, "error": f"{type(exc).__qualname__}: {exc}"}
+            if seen != last:
+                logger.error(
+                    "%s failed; retrying in %.1fs", what, backoff, exc_info=exc, extra=extra
+                )
+            else:
+                logger.warning(
+                    "%s failed again (%s); retrying in %.1fs",
+                    what,
+                    extra["error"],
+                    backoff,
+                    extra=extra,
+                )
+            last = seen
             await anyio.sleep(backoff)

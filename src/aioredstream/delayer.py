@@ -149,7 +149,9 @@ class Delayer:
         )
         for reply in done:
             _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
-        logger.debug(
-            "delayed %d messages on %s by %.1fs", len(messages), self.stream_name, self.delay
+        logger.info(
+            "delayed %d messages on %s by %.1fs",
+            *(len(messages), self.stream_name, self.delay),
+            extra={"stream": self.stream_name, "count": len(messages)},
         )
         return len(entries)

@@ -108,6 +108,7 @@ class Lock:
         #: how many times :meth:`acquire` took the lock: a holder's state (such as a
         #: consumer's offset) is only valid within one take.
         self.takes = 0
+        self._standing_by = False
 
     async def try_acquire(self) -> bool:
         """Take or refresh the lock once; ``False`` when another token holds it."""
@@ -140,6 +141,8 @@ class Lock:
         if not acquired:
             return False
         self.takes += 1
+        self._standing_by = False
+        logger.info("lock %s acquired", self.key, extra={"lock": self.key, "token": self.token})
         completed = False
         error: Exception | None = None
         try:
@@ -215,6 +218,14 @@ class Lock:
         """
         ttl_ms = self.holder_ttl_ms
         wait_s = max_wait if ttl_ms is None or ttl_ms < 0 else min(max_wait, ttl_ms / 1000)
+        if not self._standing_by:  # once per stretch of standing by, not every wait
+            self._standing_by = True
+            logger.info(
+                "standing by for lock %s (the holder's key expires in %s)",
+                self.key,
+                "-" if ttl_ms is None else f"{ttl_ms / 1000:.1f}s",
+                extra={"lock": self.key, "holder_ttl_ms": ttl_ms},
+            )
         await self.wait(wait_s + 0.01)
 
     async def wait(self, max_wait: float) -> bool:

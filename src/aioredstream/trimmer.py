@@ -146,4 +146,9 @@ class Trimmer:
 
     def _log(self, count: int) -> None:
         if count:
-            logger.debug("trimmed %d entries from %s", count, self.stream_name)
+            logger.info(
+                "trimmed %d entries from %s",
+                count,
+                self.stream_name,
+                extra={"stream": self.stream_name, "count": count},
+            )
