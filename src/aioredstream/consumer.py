@@ -78,6 +78,8 @@ class Consumer:
         self._client = client
         self._stream_key = keys.stream(stream_name)
         self._offset_key = keys.offset(stream_name, name)
+        #: (lock take, offset) while this consumer holds its lock: see _handle_batch
+        self._known: tuple[int, str] | None = None
         self.lock = Lock(
             client,
             worker_lock_name("consumer", stream_name, name),
@@ -115,7 +117,15 @@ class Consumer:
         return await run_step_once(self.lock, lambda: self._handle_batch(handler), 0)
 
     async def _handle_batch(self, handler: Handler) -> int:
-        entries = await self.read()
+        # Under the lock nobody else commits this offset: read it once per take of the
+        # lock and then follow our own commits (``offset set`` needs the worker stopped).
+        take = self.lock.takes
+        if self._known is not None and self._known[0] == take:
+            offset = self._known[1]
+        else:
+            offset = await self.max_committed_id() or "0-0"
+            self._known = (take, offset)
+        entries = await self._read_after(offset)
         if not entries:
             return 0
         messages = valid_messages(entries, self.stream_name)
@@ -123,6 +133,7 @@ class Consumer:
         if messages:
             await self._handle(handler, messages)
         await self.commit(entries[-1][0])
+        self._known = (take, entries[-1][0])
         logger.info(
             "handled %d entries of %s in %.3fs%s",
             len(entries),
@@ -221,7 +232,9 @@ class Consumer:
 
     async def read(self) -> list[tuple[str, dict[str, str]]]:
         """The next batch after the committed offset as ``(id, fields)``, ``[]`` if none came."""
-        offset = await self.max_committed_id() or "0-0"
+        return await self._read_after(await self.max_committed_id() or "0-0")
+
+    async def _read_after(self, offset: str) -> list[tuple[str, dict[str, str]]]:
         block_ms = max(1, round(self.block * 1000))
         key = self._stream_key
         # Raw bytes whatever decode_responses says, so a payload that is not UTF-8 is

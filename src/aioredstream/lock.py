@@ -107,6 +107,9 @@ class Lock:
         self.holder_ttl_ms: int | None = None
         #: the last release woke a standby: a ``run_once`` loop lets it have the next turn
         self.turn_given = False
+        #: how many times :meth:`acquire` took the lock: a holder's state (such as a
+        #: consumer's offset) is only valid within one take.
+        self.takes = 0
         self._standing_by = False
 
     async def try_acquire(self) -> bool:
@@ -139,6 +142,7 @@ class Lock:
             raise
         if not acquired:
             return False
+        self.takes += 1
         self._standing_by = False
         logger.info("lock %s acquired", self.key, extra={"lock": self.key, "token": self.token})
         completed = False
