@@ -13,7 +13,8 @@ import sys
 
 from redis.asyncio import Redis
 
-from benchmarks._suite import BULK_METHODS, BenchUser
+from benchmarks._bulk import BULK_METHODS, Clients
+from benchmarks._suite import BenchUser
 
 
 def _status_kib(field: str) -> int:
@@ -31,14 +32,15 @@ def _reset_peak() -> None:
 
 async def main(url: str, method: str, n: int) -> float:
     client = Redis.from_url(url)
+    clients = Clients(client, url)
     await client.flushall()
     records = [BenchUser(i) for i in range(n)]
-    await BULK_METHODS[method](client, records[:500])  # warm up imports and the pool
+    await BULK_METHODS[method](clients, records[:500])  # warm up imports and the pool
     await client.flushall()
     gc.collect()
     _reset_peak()
     baseline = _status_kib("VmRSS")
-    await BULK_METHODS[method](client, records)
+    await BULK_METHODS[method](clients, records)
     peak = _status_kib("VmHWM")
     await client.flushall()
     await client.aclose()

@@ -1,8 +1,9 @@
-"""The benchmark methods: the producer and the baselines a user would write by hand.
+"""What every benchmark shares: the record, the keys, sizes, results, and the payload encoder.
 
-Every method writes to a flushed server and returns the Redis commands it sent,
-so results compare commands/s (and records/s) on the same server, in the same
-process, alternating rounds. ``run_suite`` collects them; ``_report`` writes them.
+Each benchmark process runs with one payload encoder: ``BENCH_ENCODER=json`` hides
+orjson before aioredstream is imported (``benchmarks/__init__.py``; the producer falls
+back to the standard library), anything else leaves it as installed. The hand-written
+baselines encode with the same encoder, so every table compares like with like.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if os.environ.get("BENCH_ENCODER") == "json":
+    sys.modules["orjson"] = None  # type: ignore[assignment]  # an ImportError from now on
+
 from redis.asyncio import Redis
 
-from aioredstream import Model, Producer
+from aioredstream import Model
 from aioredstream._codec import ENCODER
 
 DELAY = "redstream:stream:benchusers.delay"
 QUEUE = "redstream:stream:benchusers"
+OFFSET = "redstream:offset:benchusers:bare"
 SLICE = 250
 
 
@@ -37,74 +42,36 @@ class BenchUser(Model):
         self.id = id
 
 
-def _payload(record: BenchUser) -> str:
-    return json.dumps({"id": record.id}, separators=(",", ":"))
+def _make_payload() -> Callable[[BenchUser], bytes | str]:
+    if ENCODER == "orjson":
+        import orjson
+
+        dumps = orjson.dumps
+        return lambda record: dumps({"id": record.id})
+    return lambda record: json.dumps({"id": record.id}, separators=(",", ":"))
 
 
-# -- bulk: delay + queue + delay deletion for n records (3 commands each) ----------------
+#: the payload a hand-written baseline sends, with this process's encoder
+payload = _make_payload()
 
 
-async def producer_bulk(client: Redis, records: list[BenchUser]) -> int:
-    async with Producer(client).bulk(records):
-        pass
-    return 3 * len(records)
+def payload_encoder() -> str:
+    return ENCODER
 
 
-async def handwritten_bulk(client: Redis, records: list[BenchUser]) -> int:
-    """redis.asyncio pipelines of 250, the loop a user would write."""
-    ids: list[Any] = []
-    for start in range(0, len(records), SLICE):
-        pipe = client.pipeline(transaction=False)
-        for record in records[start : start + SLICE]:
-            pipe.xadd(DELAY, {"payload": _payload(record)})
-        ids += await pipe.execute()
-    for start in range(0, len(records), SLICE):
-        pipe = client.pipeline(transaction=False)
-        for record, message_id in zip(
-            records[start : start + SLICE], ids[start : start + SLICE], strict=True
-        ):
-            pipe.xadd(QUEUE, {"payload": _payload(record)})
-            pipe.xdel(DELAY, message_id)
-        await pipe.execute()
-    return 3 * len(records)
+async def all_of(calls: Iterable[Awaitable[None]]) -> None:
+    """Like gather, but every call has ended before the first error is raised."""
+    for result in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
-async def one_at_a_time(client: Redis, records: list[BenchUser]) -> int:
-    for record in records:
-        message_id = await client.xadd(DELAY, {"payload": _payload(record)})
-        await client.xadd(QUEUE, {"payload": _payload(record)})
-        await client.xdel(DELAY, message_id)
-    return 3 * len(records)
-
-
-async def faststream_publish(client: Redis, records: list[BenchUser]) -> int:
-    """FastStream's stream publish in pipelines of 250 (XADD only: it has no XDEL)."""
-    from faststream.redis import RedisBroker
-
-    broker = RedisBroker(_url(client))
-    await broker.connect()
+def glide_installed() -> bool:
     try:
-        for start in range(0, len(records), SLICE):
-            async with client.pipeline(transaction=False) as pipe:
-                for record in records[start : start + SLICE]:
-                    await broker.publish({"id": record.id}, stream=DELAY, pipeline=pipe)
-                await pipe.execute()
-    finally:
-        await broker.stop()
-    return len(records)
-
-
-def _url(client: Redis) -> str:
-    kwargs: Any = client.connection_pool.connection_kwargs
-    return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/0"
-
-
-BULK_METHODS: dict[str, Callable[[Redis, list[BenchUser]], Awaitable[int]]] = {
-    "aioredstream bulk": producer_bulk,
-    "hand-written pipelines of 250": handwritten_bulk,
-    "one-at-a-time xadd": one_at_a_time,
-    "FastStream publish, pipelines of 250": faststream_publish,
-}
+        import glide  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def faststream_installed() -> bool:
@@ -113,6 +80,23 @@ def faststream_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+async def glide_client(url: str, inflight: int = 100_000) -> Any:
+    """One multiplexed valkey-glide client (its Rust core owns the connection)."""
+    from glide import GlideClient, GlideClientConfiguration, NodeAddress
+
+    host, port = host_port(url)
+    config = GlideClientConfiguration(
+        [NodeAddress(host, port)], inflight_requests_limit=inflight, request_timeout=60_000
+    )
+    return await GlideClient.create(config)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    match = re.match(r"redis://([^:/]+):(\d+)", url)
+    assert match is not None, url
+    return match.group(1), int(match.group(2))
 
 
 def redis_benchmark(port: int, n: int) -> float | None:
@@ -133,67 +117,16 @@ def redis_benchmark(port: int, n: int) -> float | None:
     return float(match.group(1)) if match else None
 
 
-# -- handlers: delay -> sleep(0) -> queue, `concurrency` at once ---------------------------
-
-
-async def producer_handlers(client: Redis, concurrency: int) -> int:
-    producer = Producer(client)
-
-    async def handler(n: int) -> None:
-        message_id = await producer.delay(BenchUser(n))
-        await asyncio.sleep(0)
-        await producer.queue(BenchUser(n), message_id)
-
-    await _all(handler(n) for n in range(concurrency))
-    return 3 * concurrency
-
-
-async def handwritten_handlers(client: Redis, concurrency: int) -> int:
-    async def handler(n: int) -> None:
-        payload = _payload(BenchUser(n))
-        message_id = await client.xadd(DELAY, {"payload": payload})
-        await asyncio.sleep(0)
-        pipe = client.pipeline(transaction=False)
-        pipe.xadd(QUEUE, {"payload": payload})
-        pipe.xdel(DELAY, message_id)
-        await pipe.execute()
-
-    await _all(handler(n) for n in range(concurrency))
-    return 3 * concurrency
-
-
-async def _all(calls: Iterable[Awaitable[None]]) -> None:
-    """Like gather, but every call has ended before the first error is raised."""
-    for result in await asyncio.gather(*calls, return_exceptions=True):
-        if isinstance(result, BaseException):
-            raise result
-
-
-# -- latency: one delay at a time ----------------------------------------------------------
-
-
-async def producer_delay_latency(client: Redis, count: int) -> float:
-    producer = Producer(client)
-    start = time.perf_counter()
-    for n in range(count):
-        await producer.delay(BenchUser(n))
-    return (time.perf_counter() - start) / count
-
-
-async def bare_xadd_latency(client: Redis, count: int) -> float:
-    start = time.perf_counter()
-    for n in range(count):
-        await client.xadd(DELAY, {"payload": _payload(BenchUser(n))})
-    return (time.perf_counter() - start) / count
-
-
 @dataclass
 class Sizes:
     bulk: int = 50_000
     one_at_a_time: int = 3_000
     rounds: int = 5
     concurrency: tuple[int, ...] = (1, 10, 100, 500, 2000)
+    #: each concurrency level runs waves of handlers until this many records are done
+    handler_records: int = 4_000
     latency_calls: int = 2_000
+    consumer: int = 50_000
     memory: int = 1_000_000
 
 
@@ -204,6 +137,7 @@ class Results:
     bulk: dict[str, dict[str, float]] = field(default_factory=dict)
     concurrency: dict[str, dict[str, float | str]] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)
+    consumer: dict[str, float] = field(default_factory=dict)
     memory_bytes_per_record: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
 
@@ -239,5 +173,6 @@ def memory_per_record(url: str, method: str, n: int) -> float:
         check=True,
         timeout=1800,
         cwd=Path(__file__).parents[1],
+        env={**os.environ},
     ).stdout
     return float(out.strip().splitlines()[-1])

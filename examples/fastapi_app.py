@@ -138,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessions = sessions
             yield
         finally:
+            # Uninstall the listeners: an app started again in this process (tests, reloads)
+            # calls track() again, which raises while a tracker is still on the maker.
             tracker.remove()
             await engine.dispose()
             await client.aclose()

@@ -148,7 +148,7 @@ async def run(client: Redis) -> None:
                 consumer = Consumer(client, stream_name="users", name="indexer", **opts)
                 handler = Indexer(db, index, f"indexer#{n}")
                 workers.start_soon(_run_in, scope, consumer, handler)
-                indexers.append((scope, handler))
+                indexers.append((scope, consumer))
             workers.start_soon(Delayer(client, stream_name="users", delay=DELAY_S, **opts).run)
             trimmer = Trimmer(
                 client,
@@ -176,7 +176,7 @@ async def story(
     client: Redis,
     app: App,
     index: dict[int, dict[str, object]],
-    indexers: list[tuple[anyio.CancelScope, Indexer]],
+    indexers: list[tuple[anyio.CancelScope, Consumer]],
 ) -> None:
     async def indexed(*ids: int) -> bool:
         return all(i in index for i in ids)
@@ -185,10 +185,20 @@ async def story(
         await app.save(id, name)
     await until("users 1-3 are in the index", lambda: indexed(1, 2, 3))
 
-    for scope, _ in indexers:
-        scope.cancel()  # a deploy stops one indexer process; the other takes over
-        say("demo", "stopped indexer#1 (as a deploy would); indexer#2 takes over")
-        break
+    # A deploy stops the indexer process that holds the lock; the other takes over.
+    # Which one holds it, and who took over, is read from the lock itself (its token).
+    lock_key = indexers[0][1].lock.key
+    holder = await client.get(lock_key)
+    tokens = [consumer.lock.token.encode() for _, consumer in indexers]
+    stopped = tokens.index(holder) if holder in tokens else 0
+    other = 1 - stopped
+    indexers[stopped][0].cancel()
+    say("demo", f"stopped indexer#{stopped + 1}, the lock holder (as a deploy would)")
+
+    async def took_over() -> bool:
+        return await client.get(lock_key) == tokens[other]
+
+    await until(f"indexer#{other + 1} took the lock over", took_over)
     await app.save(3, "linus t.")
     await app.delete(2)
 

@@ -51,6 +51,25 @@ class AuditLog(Base):
     line: Mapped[str] = mapped_column(String(200))
 
 
+class BlogPost(Model, Base):
+    """A table named unlike the class: its stream is the table's, "posts" (as in Rails)."""
+
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100), default="")
+
+
+class Shop(Model, Base):
+    """Names the stream of each row (the gem README's per-record redstream_name)."""
+
+    __tablename__ = "shops"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region: Mapped[str] = mapped_column(String(20))
+
+    def redstream_name(self) -> str:  # type: ignore[override]
+        return f"shops-{self.region}"
+
+
 def registry() -> Registry:
     reg = Registry()
     reg.register(Note, name="notes", payload=lambda n: {"id": n.id, "account_id": n.account_id})

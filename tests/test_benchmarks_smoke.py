@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks import _otel
-from benchmarks._run import run_suite, write
+from benchmarks._report import write
+from benchmarks._run import run_suite
 from benchmarks._suite import Sizes
 
 from aioredstream.testing import ServerProcess
@@ -17,13 +19,25 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     sizes = Sizes(
-        bulk=300, one_at_a_time=20, rounds=1, concurrency=(1, 150), latency_calls=5, memory=600
+        bulk=300,
+        one_at_a_time=20,
+        rounds=1,
+        concurrency=(1, 150),
+        handler_records=150,
+        latency_calls=5,
+        consumer=2500,
+        memory=600,
     )
     results = await run_suite(server.url, server.port, sizes)
-    write(results, tmp_path)
-    data = json.loads((tmp_path / "results.json").read_text())
+    write({"local": asdict(results)}, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())["local"]
     assert data["machine"]["cpus"] >= 1
-    assert set(data["ratios"]) >= {"bulk vs hand-written pipelines", "delay latency vs bare xadd"}
+    assert set(data["ratios"]) >= {
+        "bulk vs hand-written redis.asyncio",
+        "bulk vs hand-written valkey-glide",
+        "Consumer.run vs bare loop",
+        "delay latency vs bare xadd",
+    }
     # 150 concurrent handlers succeed on a default client with the producer
     assert isinstance(data["concurrency"]["150"]["aioredstream, default client"], float)
     if shutil.which("redis-benchmark"):

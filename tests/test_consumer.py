@@ -99,16 +99,19 @@ async def test_run_logs_a_handler_error_backs_off_and_goes_on(
     async def committed() -> bool:
         return await consumer.max_committed_id() == ids[-1]
 
-    with caplog.at_level(logging.ERROR, logger="aioredstream.consumer"):
+    with caplog.at_level(logging.WARNING, logger="aioredstream.consumer"):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consumer.run, handler)
             await eventually(committed)
             tg.cancel_scope.cancel()
     assert handler.batches == [[1, 2]] * 3
     errors = [r for r in caplog.records if r.name == "aioredstream.consumer"]
-    assert len(errors) == 2
+    # the traceback once; the same error again is one line, not another traceback
+    assert [r.levelno for r in errors] == [logging.ERROR, logging.WARNING]
     assert errors[0].exc_info is not None
     assert isinstance(errors[0].exc_info[1], RuntimeError)
+    assert errors[1].exc_info is None
+    assert "failed again" in errors[1].getMessage()
 
 
 async def test_offsets_survive_a_worker_restart(
@@ -223,3 +226,31 @@ async def test_cancelling_run_mid_handler_commits_nothing_releases_the_lock_leav
     assert await client.get(consumer.lock.key) is None
     assert asyncio.all_tasks() == before
     assert await in_use(client) == 0
+
+
+async def test_run_reads_its_offset_once_per_lock_take_and_follows_its_own_commits(
+    client: Redis,
+) -> None:
+    """Under the lock nobody else commits: no GET of the offset before every batch
+    (issue 10, item 3); a new take of the lock (after an error) reads it again."""
+    await _add(client, *range(1, 51))
+    consumer = Consumer(client, stream_name="users", name="indexer", batch_size=10, block=0.05)
+    consumer.backoff = 0.0  # the failed first batch: retried at once, under a new take
+    handler = Recorder(fail_times=1)
+    gets = 0
+    get_offset = consumer.max_committed_id
+
+    async def counted() -> str | None:
+        nonlocal gets
+        gets += 1
+        return await get_offset()
+
+    consumer.max_committed_id = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(consumer.run(handler))
+    await eventually(lambda: asyncio.sleep(0, bool(handler.ids) and handler.ids[-1] == 50))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert handler.ids[10:] == list(range(1, 51))  # the failed batch came again, then all
+    assert gets == 2  # one GET per take of the lock: before the error and after it
+    rows: Any = await client.xrevrange(STREAM, count=1)
+    assert await get_offset() == decoded(rows[0][0])  # committed up to the last entry

@@ -96,13 +96,63 @@ async def test_a_message_that_comes_due_during_the_batch_follows_in_order(client
     first = await _add_at(client, now - 10_000, 0, '{"id":1}')
     last = await _add_at(client, now, 0, '{"id":2}')  # due in 0.3 s
     delayer = Delayer(client, stream_name="users", delay=0.3, block=0.05)
-    assert await delayer.run_once() == 1  # delivers the due one, then waits for the other
-    assert await _delayer_offset(client) == first
-    assert await delayer.run_once() == 1
+    assert await delayer.run_once() == 2  # delivers the due one, waits, delivers the other
     rows = await entries(client, STREAM)
     assert [p for _, p in rows] == [{"id": 1}, {"id": 2}]
-    assert parse_id(rows[1][0])[0] >= now + 300
+    assert parse_id(rows[0][0])[0] < now + 300 <= parse_id(rows[1][0])[0]
     assert await _delayer_offset(client) == last
+    assert first != last
+
+
+async def test_gem_spec_run_once_delivers_a_due_message_then_waits_for_the_next(
+    client: Redis,
+) -> None:
+    """The gem's spec: two delay messages 3 s apart, delay 1 s, ``run_once`` in a thread:
+    the first is copied and committed while it waits; both are copied when it returns.
+    (The second is written with a future id, so the test needs no 3 s of real time before.)"""
+    now = await _server_ms(client)
+    first = await _add_at(client, now - 1_000, 0, '{"id":1}')  # due now
+    second = await _add_at(client, now + 2_000, 0, '{"id":2}')  # due in 3 s
+    delayer = Delayer(client, stream_name="users", delay=1, block=0.05)
+    seen_first_committed_alone = False
+    async with anyio.create_task_group() as tg:
+        done = anyio.Event()
+
+        async def run() -> None:
+            assert await delayer.run_once() == 2
+            done.set()
+
+        tg.start_soon(run)
+
+        async def first_committed() -> bool:
+            nonlocal seen_first_committed_alone
+            offset = await _delayer_offset(client)
+            if offset == first:
+                # committed after its copy, before the second's (due seconds later)
+                copies = [p for _, p in await entries(client, STREAM)]
+                seen_first_committed_alone = copies[:1] == [{"id": 1}]
+            return offset is not None or done.is_set()
+
+        await eventually(first_committed)
+    assert seen_first_committed_alone
+    rows = await entries(client, STREAM)
+    assert [p for _, p in rows] == [{"id": 1}, {"id": 2}]
+    assert parse_id(rows[1][0])[0] >= now + 3_000  # copied once due, by the server's clock
+    assert await _delayer_offset(client) == second
+    assert await client.xlen(DELAY) == 0
+
+
+async def test_gem_spec_run_once_waits_for_a_fresh_message_and_delivers_it(client: Redis) -> None:
+    """The gem's spec: one fresh delay message, delay 2 s: not copied early, but copied
+    by the time ``run_once`` returns (here delay 1 s; "not early" by the copy's id)."""
+    producer = Producer(client)
+    delay_id = await producer.delay(User(7))
+    delayer = Delayer(client, stream_name="users", delay=1, block=0.05)
+    assert await delayer.run_once() == 1
+    [(copy_id, payload)] = await entries(client, STREAM)
+    assert payload == {"id": 7}
+    assert parse_id(copy_id)[0] >= parse_id(delay_id)[0] + 1_000
+    assert await _delayer_offset(client) == delay_id
 
 
 async def test_a_message_queued_while_the_delayer_waits_is_never_replayed(client: Redis) -> None:

@@ -227,7 +227,7 @@ async def test_queue_error_replies_name_the_record_across_slices(client: Redis) 
     with pytest.raises(ServerError, match=r"XADD \(record at index 5\).*WRONGTYPE"):
         await producer.bulk_queue(records)
     ids = ["1-1"] * 6
-    with pytest.raises(ServerError, match=r"XADD\+XDEL \(record at index 5\).*WRONGTYPE"):
+    with pytest.raises(ServerError, match=r"XADD \(record at index 5\).*WRONGTYPE"):
         await producer.bulk_queue(records, ids)
     assert await client.xlen("redstream:stream:users") == 10
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import anyio
@@ -38,7 +39,7 @@ async def test_deletes_up_to_and_including_the_lowest_committed_offset(client: R
     await _fill(client, STREAM, IDS)
     await _commit(client, "indexer", "1002-0")
     await _commit(client, "cacher", "1000-1")
-    trimmer = Trimmer(client, stream_name="users", consumer_names=["indexer", "cacher", "never"])
+    trimmer = Trimmer(client, stream_name="users", consumer_names=["indexer", "cacher"])
     assert await trimmer.run_once() == 2
     assert await _ids(client) == IDS[2:]
     assert await client.exists(trimmer.lock.key) == 0
@@ -55,13 +56,51 @@ async def test_offsets_compare_as_ids_not_as_strings(client: Redis) -> None:
     assert await _ids(client) == ["5-10", "5-11"]
 
 
-async def test_consumers_that_never_committed_hold_nothing_back(client: Redis) -> None:
+async def test_a_listed_consumer_without_an_offset_holds_trimming_back_with_a_warning(
+    client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deliberate deviation: the gem trims up to the others' offsets (``compact.min``),
+    so a new consumer whose first batch failed would find those entries gone."""
     await _fill(client, STREAM, IDS)
-    trimmer = Trimmer(client, stream_name="users", consumer_names=["a", "b"], interval=0.01)
-    assert await trimmer.run_once() == 0  # nobody committed: nothing to trim, sleeps
-    await _commit(client, "a", "1001-0")
-    assert await trimmer.run_once() == 3
-    assert await _ids(client) == IDS[3:]
+    await _commit(client, "indexer", "1001-0")
+    trimmer = Trimmer(
+        client, stream_name="users", consumer_names=["indexer", "cache"], interval=0.01
+    )
+    with caplog.at_level(logging.WARNING, logger="aioredstream.trimmer"):
+        assert await trimmer.run_once() == 0  # "cache" has no offset yet: nothing goes
+        assert await trimmer.run_once() == 0
+    warnings = [r.getMessage() for r in caplog.records if "not committed" in r.getMessage()]
+    assert len(warnings) == 2  # once per run (each followed by a sleep of `interval`)
+    assert "cache" in warnings[0]
+    assert "indexer" not in warnings[0]
+    assert await _ids(client) == IDS
+    await _commit(client, "cache", "1000-0")
+    assert await trimmer.run_once() == 1
+    assert await _ids(client) == IDS[1:]
+
+
+async def test_run_warns_about_offsets_of_consumers_it_does_not_list(
+    client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _fill(client, STREAM, IDS)
+    await _commit(client, "indexer", "1001-0")
+    await _commit(client, "forgotten", "1000-0")
+    await client.set("redstream:offset:posts:other", "1000-0")  # another stream's consumer
+    trimmer = Trimmer(client, stream_name="users", consumer_names=["indexer"], interval=0.01)
+    assert await trimmer.unlisted_consumers() == ["forgotten"]
+    with caplog.at_level(logging.WARNING, logger="aioredstream.trimmer"):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(trimmer.run)
+            await eventually(lambda: _trimmed_to(client, IDS[3:]))
+            tg.cancel_scope.cancel()
+    [warning] = [r.getMessage() for r in caplog.records if "not in this" in r.getMessage()]
+    assert "forgotten" in warning
+    assert "users" in warning
+    assert "other" not in warning
+
+
+async def _trimmed_to(client: Redis, ids: list[str]) -> bool:
+    return await _ids(client) == ids
 
 
 async def test_an_offset_past_the_end_empties_the_stream(client: Redis) -> None:

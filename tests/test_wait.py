@@ -8,7 +8,8 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 
-from aioredstream import Producer, ReplicationError, UnsupportedError, _wire
+from aioredstream import Producer, ReplicationError, UnsupportedError
+from aioredstream.send import wire
 from aioredstream.testing import ServerProcess
 
 from .conftest import ClientFactory, ServerFactory
@@ -109,7 +110,7 @@ async def test_waitaof_acknowledges_local_and_replica_fsyncs(
 ) -> None:
     primary = server_factory("--appendonly", "yes")
     client = make_client(primary.url)
-    if (await _wire.call(client, "COMMAND", "INFO", "WAITAOF", what="probe")) == [None]:
+    if (await wire.call(client, "COMMAND", "INFO", "WAITAOF", what="probe")) == [None]:
         pytest.skip(f"{server_kind} here has no WAITAOF")
     server_factory.replica_of(primary, "--appendonly", "yes")
     producer = Producer(client, wait_aof=(1, 1), wait_timeout=5)

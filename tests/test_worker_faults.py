@@ -46,7 +46,7 @@ async def test_run_logs_connection_errors_backs_off_and_stops_on_cancel(
         return len([r for r in caplog.records if r.name == logger_name]) >= 2
 
     before = asyncio.all_tasks()
-    with caplog.at_level(logging.ERROR, logger=logger_name):
+    with caplog.at_level(logging.WARNING, logger=logger_name):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await eventually(failed_twice)

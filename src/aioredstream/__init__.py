@@ -27,6 +27,7 @@ from .errors import (
 from .lock import Lock
 from .message import Message
 from .producer import Producer
+from .retry import Retry, exponential
 from .trimmer import Trimmer
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "RedstreamError",
     "Registry",
     "ReplicationError",
+    "Retry",
     "Runnable",
     "ServerConnectionError",
     "ServerError",
@@ -57,6 +59,7 @@ __all__ = [
     "Trimmer",
     "UnsupportedError",
     "default_registry",
+    "exponential",
     "max_consumer_id",
     "max_stream_id",
     "register",

@@ -5,7 +5,7 @@ return normally from a command whose task was cancelled (5.x-7.x raise
 ``CancelledError``), and a worker that swallows its cancellation does not stop. So
 no command of this package goes through it. Each command here borrows a connection
 from the client's pool (on a cluster: from the node that owns the key's slot),
-writes RESP and reads its replies with :mod:`aioredstream._wire`, where a
+writes RESP and reads its replies with :mod:`aioredstream.send.wire`, where a
 cancellation is a plain asyncio one and any interruption closes the connection.
 
 Blocking commands (``XREAD BLOCK``, ``BRPOP``) read with the connection's own
@@ -29,11 +29,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import SlotNotCoveredError
 
-from . import _wire
-from ._cluster import as_node_client
 from .errors import ServerError, TopologyError
+from .send import wire
+from .send.routing import as_node_client
 
-__all__ = ["Script", "check", "pipeline", "run", "script"]
+__all__ = ["Script", "check", "pipeline", "run", "scan", "script"]
 
 Arg = bytes | str | int | float
 Client = Redis | RedisCluster
@@ -65,7 +65,7 @@ async def _target(client: Client, key: Arg | None, node: ClusterNode | None = No
         return as_node_client(node)
     if not isinstance(client, RedisCluster):
         return client
-    with _wire.translate_errors("cluster slot map"), _wire.cancellation_kept():
+    with wire.translate_errors("cluster slot map"), wire.cancellation_kept():
         if client in _stale:
             await client.nodes_manager.initialize()
             _stale.discard(client)
@@ -86,7 +86,7 @@ async def _target(client: Client, key: Arg | None, node: ClusterNode | None = No
 
 def check(reply: Any, command: str, client: Client) -> None:
     """Raise for an error reply (of :func:`pipeline`), as :func:`run` does."""
-    if isinstance(reply, _wire.ReplyError):
+    if isinstance(reply, wire.ReplyError):
         message = str(reply)
         if message.startswith(_TOPOLOGY):
             if isinstance(client, RedisCluster):
@@ -110,9 +110,9 @@ async def pipeline(
     ``block_s`` is how long the last command may block on the server (``None``: forever).
     """
     target = await _target(client, key, node)
-    data = b"".join(_wire.pack(*[_arg(a) for a in command]) for command in commands)
+    data = b"".join(wire.pack(*[_arg(a) for a in command]) for command in commands)
     replies: list[Any] = []
-    await _wire.execute(
+    await wire.execute(
         target,
         [(data, len(commands))],
         lambda _, chunk: replies.extend(chunk),
@@ -150,9 +150,25 @@ async def script(
     [reply] = await pipeline(
         client, [("EVALSHA", lua.sha, numkeys, *keys, *args)], key=key, what=what
     )
-    if isinstance(reply, _wire.ReplyError) and str(reply).startswith("NOSCRIPT"):
+    if isinstance(reply, wire.ReplyError) and str(reply).startswith("NOSCRIPT"):
         [reply] = await pipeline(
             client, [("EVAL", lua.source, numkeys, *keys, *args)], key=key, what=what
         )
     check(reply, what, client)
     return reply
+
+
+async def scan(client: Client, pattern: str, kind: str) -> list[str]:
+    """Every key matching ``pattern`` of type ``kind``; on a cluster, on every primary."""
+    nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
+    found: set[str] = set()
+    for node in nodes:
+        cursor: bytes | int = 0
+        while True:
+            args = ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", kind)
+            reply: Any = await run(client, *args, node=node, what=f"SCAN {pattern}")
+            cursor, keys = reply
+            found.update(k.decode() if isinstance(k, bytes) else str(k) for k in keys)
+            if int(cursor) == 0:
+                break
+    return sorted(found)

@@ -9,18 +9,18 @@ beyond the records themselves and the ids it returns.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from hashlib import sha1
 from itertools import accumulate, chain
-from typing import Any, cast
+from typing import Any
 
 from redis.crc import key_slot
 
 from ._codec import dumps
 from ._keys import Keys
-from ._records import StreamSpec
-from .errors import PayloadError, RecordError
+from ._records import StreamSpec, payload_error
 
-__all__ = ["Slice", "Target", "bulk_string", "flatten", "pack_slices", "payload_error"]
+__all__ = ["Slice", "Target", "bulk_string", "flatten", "pack_slices"]
 
 
 def bulk_string(data: bytes) -> bytes:
@@ -29,17 +29,19 @@ def bulk_string(data: bytes) -> bytes:
 
 # XADD the queue message, then XDEL its delay message only if the XADD succeeded:
 # pipelined as two commands, a refused XADD (OOM, WRONGTYPE) would still let the XDEL
-# run and lose the record. A script stops at the first failing redis.call().
+# run and lose the record. A script stops at the first failing redis.call(). Single
+# queue() calls use it by its SHA (EVALSHA); bulk calls need no script (send/queueing).
 QUEUE_AND_DELETE = (
     b"local id = redis.call('XADD', KEYS[1], '*', 'payload', ARGV[1]) "
     b"redis.call('XDEL', KEYS[2], ARGV[2]) return id"
 )
+QUEUE_AND_DELETE_SHA = sha1(QUEUE_AND_DELETE).hexdigest().encode()
 
 
 class Target:
     """Pre-packed RESP prefixes for one record class: the hot path only appends payloads."""
 
-    __slots__ = ("name", "payload", "queue_delete", "slot", "xadd", "xadd_delay", "xdel_delay")
+    __slots__ = ("name", "payload", "queue_delete", "slot", "xadd", "xadd_delay", "xdel_head")
 
     def __init__(self, spec: StreamSpec, keys: Keys) -> None:
         stream = keys.stream(spec.name).encode()
@@ -52,12 +54,12 @@ class Target:
         self.xadd_delay = (
             b"*5\r\n$4\r\nXADD\r\n" + bulk_string(delay) + b"$1\r\n*\r\n$7\r\npayload\r\n"
         )
-        # XDEL <delay key> <id> (the cluster path, after the XADDs succeeded)
-        self.xdel_delay = b"*3\r\n$4\r\nXDEL\r\n" + bulk_string(delay)
-        # EVAL <QUEUE_AND_DELETE> 2 <key> <delay key> <json> <delay id>: the last two per record
+        # XDEL <delay key> <id> ...: the array header (*<2 + ids>) goes in front per call
+        self.xdel_head = b"$4\r\nXDEL\r\n" + bulk_string(delay)
+        # EVALSHA <QUEUE_AND_DELETE's sha> 2 <key> <delay key> <json> <delay id>
         self.queue_delete = (
-            b"*7\r\n$4\r\nEVAL\r\n"
-            + bulk_string(QUEUE_AND_DELETE)
+            b"*7\r\n$7\r\nEVALSHA\r\n"
+            + bulk_string(QUEUE_AND_DELETE_SHA)
             + b"$1\r\n2\r\n"
             + bulk_string(stream)
             + bulk_string(delay)
@@ -92,19 +94,13 @@ class Slice:
             return prefix + prefix.join(self.args())
         return b"".join([t.xadd_delay + arg for t, arg in zip(targets, self.args(), strict=True)])
 
-    def queue_commands(self, ids: Sequence[str | bytes] | None) -> bytes:
-        """XADD to the stream (and XDEL of the delay message when ``ids`` are given, in
-        one script per record: one reply per record either way)."""
+    def queue_commands(self) -> bytes:
+        """The XADDs to the stream (their delay messages are deleted by send/queueing)."""
         targets = self.targets
-        shared = [targets] * len(self) if isinstance(targets, Target) else targets
-        if ids is None:
-            return b"".join([t.xadd + arg for t, arg in zip(shared, self.args(), strict=True)])
-        return b"".join(
-            [
-                b"%b%b$%d\r\n%b\r\n" % (t.queue_delete, arg, len(raw), raw)
-                for t, arg, raw in zip(shared, self.args(), _raws(ids), strict=True)
-            ]
-        )
+        if isinstance(targets, Target):
+            prefix = targets.xadd
+            return prefix + prefix.join(self.args())
+        return b"".join([t.xadd + arg for t, arg in zip(targets, self.args(), strict=True)])
 
 
 def flatten(slices: Sequence[Slice]) -> tuple[list[Target], list[bytes]]:
@@ -116,13 +112,6 @@ def flatten(slices: Sequence[Slice]) -> tuple[list[Target], list[bytes]]:
         targets.extend([shared] * len(part) if isinstance(shared, Target) else shared)
         args.extend(part.args())
     return targets, args
-
-
-def _raws(ids: Sequence[str | bytes]) -> Iterable[bytes]:
-    # one kind per call: ours are str (from the delay replies), checked user ids bytes
-    if ids and isinstance(ids[0], str):
-        return map(str.encode, cast("Sequence[str]", ids))
-    return cast("Sequence[bytes]", ids)
 
 
 def pack_slices(
@@ -148,10 +137,14 @@ def pack_slices(
                 last_cls = record.__class__
                 cached = cache.get(last_cls)
             target = cached or target_for(record, index)
-            try:
-                data = dumps(target.payload(record))
+            try:  # two steps, so that the error names what failed (zero-cost try)
+                value = target.payload(record)
             except Exception as exc:
                 raise payload_error(record, index, exc) from exc
+            try:
+                data = dumps(value)
+            except Exception as exc:
+                raise payload_error(record, index, exc, encoding=True) from exc
             targets.append(target)
             parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
         ends = array("I", accumulate(map(len, parts)))
@@ -159,16 +152,3 @@ def pack_slices(
         shared = targets.count(first) == len(targets)
         slices.append(Slice(first if shared else targets, b"".join(parts), ends))
     return slices
-
-
-def payload_error(record: Any, index: int | None, exc: Exception) -> RecordError:
-    cls = type(record)
-    at = "" if index is None else f" at index {index}"
-    what = f"record{at} of type {cls.__module__}.{cls.__qualname__}"
-    if isinstance(exc, AttributeError | KeyError):
-        return PayloadError(
-            f"{what}: cannot build its payload: {exc!r}", index=index, record_type=cls
-        )
-    return PayloadError(
-        f"{what}: payload is not JSON-serialisable: {exc}", index=index, record_type=cls
-    )

@@ -5,6 +5,12 @@ whose instances answer ``redstream_payload()`` (a JSON-able value). :class:`Mode
 supplies both defaults. Classes that cannot be changed (dicts, third-party
 models) are described once with :func:`register` instead.
 
+Per-record names (the gem README's way to shard): a class whose ``redstream_name``
+is a plain instance method (``def redstream_name(self) -> str``) names the stream
+of each record. That is found out once per class (:meth:`Registry.resolve`); the
+producer then asks every record of that class, and classes with a class-level name
+keep their one cached stream.
+
 Sharding (the gem's 0.6 feature): a class with ``redstream_shards = N`` spreads its
 messages over the streams ``<name>-0`` … ``<name>-<N-1>``; a record's shard is
 :func:`shard_of` its primary key, so every change of one record lands in one stream
@@ -14,26 +20,63 @@ byte, so a Ruby producer and a Python consumer agree on the shard of every id.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import inflection
 
 from ._keys import DELAY_SUFFIX, check_name
 from ._sharding import shard_name, stream_names
-from .errors import ArgumentError, RecordError
+from .errors import ArgumentError, PayloadError, RecordError
 
-__all__ = ["Model", "Registry", "StreamSpec", "default_registry", "register"]
+__all__ = [
+    "Model",
+    "PerRecord",
+    "Registry",
+    "StreamSpec",
+    "default_registry",
+    "default_stream_name",
+    "payload_error",
+    "register",
+]
 
 PayloadFn = Callable[[Any], Any]
+T = TypeVar("T")
+#: distinct per-record names a producer keeps pre-packed per class before starting over
+_PER_RECORD_CACHE = 4096
+
+
+def default_stream_name(cls: type) -> str:
+    """A class's default stream: its table's name when it has one, else the Rails table
+    name of the class (``User`` → ``users``, ``ProductCategory`` → ``product_categories``).
+
+    The table is ``__tablename__`` (SQLAlchemy declarative) or ``__table__.name``
+    (a mapped ``Table``): ``class BlogPost(Base): __tablename__ = "posts"`` writes to
+    ``posts``, the stream a Rails ``Post`` model of that table writes to.
+    """
+    table_name = getattr(cls, "__tablename__", None)
+    if not isinstance(table_name, str):
+        table_name = getattr(getattr(cls, "__table__", None), "name", None)
+    if isinstance(table_name, str) and table_name:
+        return table_name
+    return str(inflection.tableize(cls.__name__))
+
+
+def names_per_record(cls: type) -> bool:
+    """Whether ``cls.redstream_name`` is an instance method (a stream per record)."""
+    raw = inspect.getattr_static(cls, "redstream_name", None)
+    return inspect.isfunction(raw)
 
 
 class Model:
     """Mixin giving a class the gem's defaults.
 
-    The stream is the Rails table name of the class (``User`` → ``users``,
-    ``ProductCategory`` → ``product_categories``); the payload is
-    ``{"id": self.id}``. Override either method to change it.
+    The stream is the class's table (``__tablename__``) when it has one, else the
+    Rails table name of the class (``User`` → ``users``, ``ProductCategory`` →
+    ``product_categories``); the payload is ``{"id": self.id}``. Override either
+    method to change it; a ``redstream_name(self)`` instance method names the
+    stream of each record (the gem README's sharding).
 
     Set ``redstream_shards = N`` to shard the class over ``N`` streams by
     :meth:`redstream_shard_key` (default: ``self.id``).
@@ -44,11 +87,13 @@ class Model:
 
     @classmethod
     def redstream_name(cls) -> str:
-        return str(inflection.tableize(cls.__name__))
+        return default_stream_name(cls)
 
     @classmethod
     def redstream_names(cls) -> list[str]:
         """Every stream of the class: its one stream, or all its shards (for workers)."""
+        if names_per_record(cls):
+            raise ArgumentError(_unknown_streams(cls))
         return stream_names(cls.redstream_name(), cls.redstream_shards)
 
     def redstream_payload(self) -> Any:
@@ -62,10 +107,11 @@ class StreamSpec:
     """What the producer needs to know about one class: its stream, payload and sharding.
 
     ``shards`` is ``None`` for one stream; else ``shard_key`` maps a record to the
-    value :func:`shard_of` hashes.
+    value :func:`shard_of` hashes. ``name_of`` is set (and ``name`` empty) when each
+    record names its stream.
     """
 
-    __slots__ = ("name", "payload", "shard_key", "shards")
+    __slots__ = ("name", "name_of", "payload", "shard_key", "shards")
 
     def __init__(
         self,
@@ -73,14 +119,77 @@ class StreamSpec:
         payload: PayloadFn,
         shards: int | None = None,
         shard_key: PayloadFn | None = None,
+        name_of: Callable[[Any], Any] | None = None,
     ) -> None:
         self.name = name
         self.payload = payload
         self.shards = shards
         self.shard_key = shard_key or _id_key
+        self.name_of = name_of
 
     def names(self) -> list[str]:
+        if self.name_of is not None:
+            raise ArgumentError("its records name their streams: " + _UNKNOWN)
         return stream_names(self.name, self.shards)
+
+    def stream_of(self, record: Any, index: int | None = None) -> str:
+        """The stream of ``record`` (checked); :class:`RecordError` naming it if bad."""
+        if self.name_of is None:
+            return self.name
+        try:
+            name = self.name_of(record)
+        except Exception as exc:
+            raise _name_raised(record, index, exc) from exc
+        return checked_record_name(name, record, index)
+
+
+def checked_record_name(name: object, record: Any, index: int | None) -> str:
+    """What a record's ``redstream_name()`` returned, if it is a valid stream name."""
+    cls = type(record)
+    if not isinstance(name, str):
+        raise RecordError(
+            f"{_where(index, cls)}: its redstream_name() returned {name!r}, not a str",
+            index=index,
+            record_type=cls,
+        )
+    _check_stream_name(name, cls, index)
+    return str(name)
+
+
+def _name_raised(record: Any, index: int | None, exc: Exception) -> RecordError:
+    cls = type(record)
+    return RecordError(
+        f"{_where(index, cls)}: its redstream_name() raised {exc!r}",
+        index=index,
+        record_type=cls,
+    )
+
+
+class PerRecord(Generic[T]):
+    """A class whose records name their streams: one target (the producer's pre-packed
+    commands) per name seen, each name checked once."""
+
+    __slots__ = ("make", "name_of", "targets")
+
+    def __init__(self, spec: StreamSpec, make: Callable[[str], T]) -> None:
+        """``make(stream_name)`` builds the target of one stream."""
+        assert spec.name_of is not None
+        self.name_of = spec.name_of
+        self.make = make
+        self.targets: dict[str, T] = {}
+
+    def pick(self, record: Any, index: int | None) -> T:
+        try:
+            name = self.name_of(record)
+        except Exception as exc:
+            raise _name_raised(record, index, exc) from exc
+        target = self.targets.get(name) if name.__class__ is str else None
+        if target is None:
+            name = checked_record_name(name, record, index)
+            if len(self.targets) >= _PER_RECORD_CACHE:
+                self.targets.clear()
+            target = self.targets[name] = self.make(name)
+        return target
 
 
 def _default_payload(record: Any) -> Any:
@@ -117,7 +226,7 @@ class Registry:
         if not isinstance(cls, type):
             raise ArgumentError(f"register() takes a class, got {cls!r}")
         if name is None:
-            stream = str(inflection.tableize(cls.__name__))
+            stream = default_stream_name(cls)
         elif callable(name):
             stream = name(cls)
         else:
@@ -148,9 +257,18 @@ class Registry:
                 index=index,
                 record_type=cls,
             )
+        shards = _check_shards(getattr(cls, "redstream_shards", None), cls, index)
+        if names_per_record(cls):
+            if shards:
+                raise RecordError(
+                    f"{_where(index, cls)} has both an instance method redstream_name() and "
+                    "redstream_shards: shard in redstream_name() or by redstream_shards",
+                    index=index,
+                    record_type=cls,
+                )
+            return StreamSpec("", _default_payload, name_of=_record_name)
         name = name_fn()
         _check_stream_name(name, cls, index)
-        shards = _check_shards(getattr(cls, "redstream_shards", None), cls, index)
         if shards:
             _check_stream_name(shard_name(name, shards - 1), cls, index)
         key_fn = _default_shard_key if hasattr(cls, "redstream_shard_key") else None
@@ -159,6 +277,20 @@ class Registry:
     def stream_names(self, cls: type) -> list[str]:
         """Every stream ``cls`` writes to (all its shards, if sharded)."""
         return self.resolve(cls).names()
+
+
+def _record_name(record: Any) -> Any:
+    return record.redstream_name()
+
+
+_UNKNOWN = (
+    "they are not known ahead; list the streams for workers yourself "
+    "(e.g. [shard_name(name, n) for n in range(N)])"
+)
+
+
+def _unknown_streams(cls: type) -> str:
+    return f"{cls.__qualname__}.redstream_name is an instance method: {_UNKNOWN}"
 
 
 def _default_shard_key(record: Any) -> Any:
@@ -171,6 +303,35 @@ def _id_key(record: Any) -> Any:
 
 def _id_payload(record: Any) -> Any:
     return {"id": _id_key(record)}
+
+
+def payload_error(
+    record: Any, index: int | None, exc: Exception, *, encoding: bool = False
+) -> PayloadError:
+    """A :class:`PayloadError` naming the record and what really failed: building its
+    payload (``encoding=False``: the payload function raised) or encoding it as JSON."""
+    cls = type(record)
+    what = _where(index, cls)
+    if encoding:
+        message = f"{what}: its payload is not JSON-serialisable: {exc}"
+    else:
+        message = f"{what}: cannot build its payload: {type(exc).__name__}: {exc}"
+        if _detached(exc):
+            message += (
+                " (the session expired the instance at commit: read what the payload needs, "
+                "e.g. its id, before commit(), or make the session with expire_on_commit=False)"
+            )
+    return PayloadError(message, index=index, record_type=cls)
+
+
+def _detached(exc: BaseException) -> bool:
+    """SQLAlchemy's "Instance <User> is not bound to a Session", or the lazy refresh of an
+    expired attribute that AsyncSession refuses (``MissingGreenlet``), without importing it."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(
+        sign in text
+        for sign in ("DetachedInstanceError", "not bound to a Session", "MissingGreenlet")
+    )
 
 
 def _where(index: int | None, cls: type) -> str:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from hashlib import sha1
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import RecordError
-
-if TYPE_CHECKING:
-    from ._records import StreamSpec
 
 __all__ = ["Sharded", "shard_name", "shard_of", "stream_names"]
 
@@ -59,12 +56,13 @@ class Sharded(Generic[T]):
 
     __slots__ = ("key", "shards", "targets")
 
-    def __init__(self, spec: StreamSpec, make: Callable[[str], T]) -> None:
-        """``make(stream_name)`` builds the target of one shard."""
-        assert spec.shards is not None
-        self.key = spec.shard_key
-        self.shards = spec.shards
-        self.targets = [make(name) for name in stream_names(spec.name, spec.shards)]
+    def __init__(
+        self, name: str, shards: int, key: Callable[[Any], Any], make: Callable[[str], T]
+    ) -> None:
+        """``key(record)`` is the shard key; ``make(stream_name)`` builds one shard's target."""
+        self.key = key
+        self.shards = shards
+        self.targets = [make(stream) for stream in stream_names(name, shards)]
 
     def pick(self, record: Any, index: int | None) -> T:
         try:

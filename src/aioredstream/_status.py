@@ -22,7 +22,7 @@ from . import _command
 from ._cluster import check_client
 from ._keys import DELAY_SUFFIX, Keys, untag
 from ._streams import Client, decode, parse_id
-from ._wire import translate_errors
+from .send.wire import translate_errors
 
 __all__ = [
     "ConsumerStatus",
@@ -82,6 +82,8 @@ class Status:
     server_time_ms: int
     streams: list[StreamStatus]
     groups: list[ShardGroup] = field(default_factory=list)
+    #: consumers whose unread entries were deleted: a trimmer that does not list them?
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,26 +95,10 @@ async def _ids(client: Client, *args: str | int) -> list[str]:
     return [decode(row[0]) for row in rows]
 
 
-async def _scan(client: Client, pattern: str, kind: str) -> list[str]:
-    """Every key matching ``pattern`` of type ``kind``; on a cluster, on every primary."""
-    nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
-    found: set[str] = set()
-    for node in nodes:
-        cursor: bytes | int = 0
-        while True:
-            args = ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", kind)
-            reply: Any = await _command.run(client, *args, node=node, what=f"SCAN {pattern}")
-            cursor, keys = reply
-            found.update(decode(key) for key in keys)
-            if int(cursor) == 0:
-                break
-    return sorted(found)
-
-
 async def find_namespaces(client: Client) -> list[str]:
     """The namespaces that have streams on the server (either key layout)."""
     marker = "redstream:stream:"
-    found = await _scan(client, f"*:{marker}*", "stream")
+    found = await _command.scan(client, f"*:{marker}*", "stream")
     return sorted({key[: key.index(marker) - 1] for key in found if marker in key})
 
 
@@ -148,10 +134,10 @@ async def collect_status(client: Client, keys: Keys) -> Status:
                 tagged.add(name.removesuffix(DELAY_SUFFIX))
             return name
 
-        found = await _scan(client, keys.stream_pattern(), "stream")
+        found = await _command.scan(client, keys.stream_pattern(), "stream")
         names = {name_of(key[len(stream_prefix) :]) for key in found}
         offsets: dict[str, list[tuple[str, str]]] = {}
-        for key in await _scan(client, offset_prefix + "*", "string"):
+        for key in await _command.scan(client, offset_prefix + "*", "string"):
             # Consumer names never contain ':' (check_name), so the last one splits.
             stream, _, consumer = key[len(offset_prefix) :].rpartition(":")
             if stream and consumer:
@@ -159,16 +145,59 @@ async def collect_status(client: Client, keys: Keys) -> Status:
                 offsets.setdefault(stream, []).append((consumer, key))
                 names.add(stream)
         bases = sorted({n.removesuffix(DELAY_SUFFIX) for n in names}, key=_shard_order)
-        streams = []
+        streams, warnings = [], []
         for name in bases:
             layout = Keys(keys.namespace, hash_tags=name in tagged)
             streams.append(await _stream(client, layout, name, offsets, now_ms))
+            warnings += await _trimmed_past(client, layout.stream(name), streams[-1])
     return Status(
         namespace=keys.namespace,
         server_time_ms=now_ms,
         streams=streams,
         groups=shard_groups(streams),
+        warnings=warnings,
     )
+
+
+async def _trimmed_past(client: Client, key: str, stream: StreamStatus) -> list[str]:
+    """Consumers with entries after their offset that are known to be deleted: a trimmer
+    that does not list them? (Delay streams, which ``queue()`` deletes from, are not
+    looked at.) Known deleted: the highest id XDEL removed (``max-deleted-entry-id``;
+    XTRIM does not record one), every consumer's offset below the first entry (an
+    offset is the id of an entry that was read), and the last id of an emptied stream.
+    """
+    offsets = [(c.name, parse_id(c.offset)) for c in stream.consumers if _parses(c.offset)]
+    if not offsets:
+        return []
+    try:
+        reply: Any = await _command.run(client, "XINFO", "STREAM", key, key=key)
+    except Exception:  # gone meanwhile: nothing to say
+        return []
+    if isinstance(reply, list):  # RESP2: [name, value, ...]; RESP3: a map
+        reply = dict(zip(reply[::2], reply[1::2], strict=True))
+    info = {decode(name): value for name, value in reply.items()}
+    first = info.get("first-entry")
+    known = [parse_id(decode(info.get("max-deleted-entry-id") or "0-0"))]
+    if first:
+        known += [offset for _, offset in offsets if offset < parse_id(decode(first[0]))]
+    elif int(info.get("entries-added") or 0):
+        known.append(parse_id(decode(info["last-generated-id"])))
+    deleted = max(known)
+    return [
+        f"consumer {name!r} of {stream.name} has offset {'-'.join(map(str, offset))}, but "
+        f"entries after it were deleted (up to {'-'.join(map(str, deleted))} at least): "
+        "is it missing from the trimmer's consumers?"
+        for name, offset in offsets
+        if offset < deleted
+    ]
+
+
+def _parses(offset: str) -> bool:
+    try:
+        parse_id(offset)
+    except ValueError:
+        return False
+    return True
 
 
 _SHARD = re.compile(r"^(.+)-(\d+)$")

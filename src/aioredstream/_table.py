@@ -80,3 +80,5 @@ def render_table(report: StatusReport, out: TextIO) -> None:
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         out.write("  ".join(cells).rstrip() + "\n")
+    for warning in report.warnings:
+        out.write(f"warning: {warning}\n")

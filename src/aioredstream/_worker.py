@@ -29,14 +29,26 @@ def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
 
 
 async def run_step_once(lock: Lock, step: Callable[[], Awaitable[T]], default: T) -> T:
-    """One ``step`` under the lock (the gem's ``run_once``); without the lock, stand by."""
+    """One ``step`` under the lock (the gem's ``run_once``); without the lock, stand by.
+
+    Same-named workers calling this in a loop take turns, as the gem's do: when a
+    release woke a standby, the releaser's next call waits for the next release
+    instead of racing the standby for the lock (a race the releaser, one round
+    trip ahead, nearly always won). ``run()`` holds the lock instead (run_forever).
+    """
+    if lock.turn_given:
+        lock.turn_given = False
+        await lock.wait(LOCK_WAIT_S)
+        return default
     result = default
 
     async def work() -> None:
         nonlocal result
         result = await step()
 
-    if not await lock.acquire(work):
+    if await lock.acquire(work):
+        lock.turn_given = await lock.woke_a_standby()
+    else:
         await lock.standby(LOCK_WAIT_S)
     return result
 
@@ -61,10 +73,26 @@ async def run_forever(
         while True:
             await step()
 
+    last: tuple[type[BaseException], str] | None = None
     while True:
         try:
             if not await lock.acquire(work):
                 await lock.standby(LOCK_WAIT_S)
-        except Exception:
-            logger.exception("%s failed; retrying in %.1fs", what, backoff)
+        except Exception as exc:
+            # The traceback once per distinct error; while the same error repeats, a line.
+            seen = (type(exc), str(exc))
+            extra = {"worker": what, "error": f"{type(exc).__qualname__}: {exc}"}
+            if seen != last:
+                logger.error(
+                    "%s failed; retrying in %.1fs", what, backoff, exc_info=exc, extra=extra
+                )
+            else:
+                logger.warning(
+                    "%s failed again (%s); retrying in %.1fs",
+                    what,
+                    extra["error"],
+                    backoff,
+                    extra=extra,
+                )
+            last = seen
             await anyio.sleep(backoff)

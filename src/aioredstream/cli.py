@@ -37,18 +37,18 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from . import __version__, _command
+from . import __version__, _command, _dead
 from ._keys import Keys, check_name
 from ._runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
 from ._sharding import stream_names
 from ._status import Status, collect_status, find_namespaces, lag_after
 from ._streams import Client, decode, parse_id
 from ._table import format_age, render_table
-from ._wire import translate_errors
 from ._worker import check_seconds
 from .consumer import Consumer, Handler
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
+from .send.wire import translate_errors
 from .trimmer import Trimmer
 
 __all__ = ["format_age", "main", "render_table"]
@@ -313,6 +313,61 @@ async def _move_offset(
     return 0
 
 
+# -- dead letters ------------------------------------------------------------------------
+
+
+def _add_dead(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    dead = commands.add_parser(
+        "dead",
+        help="list, replay or drop the dead letters of a stream",
+        description="Dead letters are the messages a consumer with dead_letter=True gave "
+        "up on, kept in STREAM.dead with their error. 'replay' copies them back to "
+        "STREAM (then deletes them), 'drop' deletes them.",
+    )
+    actions = dead.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("list", "print them: id, original id, attempts, error, payload"),
+        ("replay", "copy IDs (or --all) back to STREAM, then delete them"),
+        ("drop", "delete IDs (or --all)"),
+    ):
+        action = actions.add_parser(name, parents=parents, help=help_text)
+        action.add_argument("stream", metavar="STREAM", type=_checked(check_name))
+        if name != "list":
+            action.add_argument("ids", metavar="ID", nargs="*", type=_checked(_entry_id))
+            action.add_argument("--all", action="store_true", help="every dead letter")
+        action.set_defaults(run=_dead_letters, action=name, command=f"dead {name}")
+
+
+async def _dead_letters(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.ids and not args.all:
+        raise ArgumentError(f"dead {args.action}: name the IDs to {args.action}, or --all")
+    plain = _client(args)
+    client: Client = plain
+    try:
+        client = await _connect(plain, args.url, args.command)
+        keys = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+        with translate_errors(args.command):
+            letters = await _dead.dead_letters(client, keys, args.stream)
+            if args.action == "list":
+                print("ID  ORIGINAL ID  ATTEMPTS  CONSUMER  ERROR  PAYLOAD")
+                for d in letters:
+                    error = d.error.splitlines()[0] if d.error else "-"
+                    print(
+                        f"{d.id}  {d.original_id}  {d.attempts}  {d.consumer}  {error}  {d.payload}"
+                    )
+                return 0
+            ids = [d.id for d in letters] if args.all else args.ids
+            if args.action == "replay":
+                count = await _dead.replay(client, keys, args.stream, ids)
+                print(f"replayed {_plural(count, 'dead letter')} to {args.stream}")
+            else:
+                count = await _dead.drop(client, keys, args.stream, ids)
+                print(f"dropped {_plural(count, 'dead letter')} of {args.stream}")
+            return 0
+    finally:
+        await client.aclose()
+
+
 # -- exporter ----------------------------------------------------------------------------
 
 
@@ -538,7 +593,15 @@ async def _run_worker(
 
 # -- main --------------------------------------------------------------------------------
 
-_COMMANDS = [_add_status, _add_exporter, _add_offset, _add_delayer, _add_trimmer, _add_consume]
+_COMMANDS = [
+    _add_status,
+    _add_exporter,
+    _add_offset,
+    _add_dead,
+    _add_delayer,
+    _add_trimmer,
+    _add_consume,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,11 @@ import anyio
 
 from . import _command, _telemetry
 from ._keys import DELAY_SUFFIX, check_name
-from ._streams import Client, parse_id
+from ._streams import Client, decode, parse_id
 from ._worker import check_seconds, run_forever, run_step_once
 from .consumer import Consumer, valid_messages
 from .errors import ArgumentError
+from .message import decode_fields
 
 __all__ = ["Delayer"]
 
@@ -94,10 +95,11 @@ class Delayer:
     async def run_once(self) -> int:
         """Handle one batch of delay messages; return how many were copied or dropped.
 
-        The due ones (a prefix: ids grow with time) are delivered and committed;
-        then, if the batch holds one that is not due yet, wait until it is. The
-        next call reads again from the offset, so a message that its ``queue()``
-        deleted while we waited is not replayed (the gem replays what it read).
+        As the gem's: everything in the batch is delivered before this returns, sleeping
+        until each message is due. Each due group is delivered and committed before
+        the sleep, so a crash mid-sleep repeats nothing that was committed. After a
+        sleep the rest of the batch is read again, so a message that its ``queue()``
+        deleted meanwhile is not replayed (the gem replays what it read).
         """
         return await run_step_once(self.consumer.lock, self._step, 0)
 
@@ -105,13 +107,25 @@ class Delayer:
         entries = await self.consumer.read()
         if not entries:
             return 0
-        now_ms = await self._server_time_ms()
-        due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
-        done = await self._deliver(due)
-        if len(due) < len(entries):
-            next_due_ms = parse_id(entries[len(due)][0])[0] + self._delay_ms
-            await anyio.sleep((next_due_ms - now_ms + 1) / 1000)
-        return done
+        last_id = entries[-1][0]
+        done = 0
+        while True:
+            now_ms = await self._server_time_ms()
+            due = [e for e in entries if parse_id(e[0])[0] + self._delay_ms <= now_ms]
+            done += await self._deliver(due)
+            if len(due) == len(entries):
+                return done
+            next_id = entries[len(due)][0]
+            await anyio.sleep((parse_id(next_id)[0] + self._delay_ms - now_ms + 1) / 1000)
+            entries = await self._read_range(next_id, last_id)
+            if not entries:
+                return done
+
+    async def _read_range(self, first_id: str, last_id: str) -> list[Entry]:
+        """The delay entries from ``first_id`` to ``last_id`` still there (the rest of a batch)."""
+        key = self._delay_key
+        rows: Any = await _command.run(self._client, "XRANGE", key, first_id, last_id, key=key)
+        return [(decode(raw_id), decode_fields(fields)) for raw_id, fields in rows or ()]
 
     async def _server_time_ms(self) -> int:
         # On a cluster: the node of the delay stream, whose clock wrote its ids.
@@ -149,7 +163,9 @@ class Delayer:
         )
         for reply in done:
             _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
-        logger.debug(
-            "delayed %d messages on %s by %.1fs", len(messages), self.stream_name, self.delay
+        logger.info(
+            "delayed %d messages on %s by %.1fs",
+            *(len(messages), self.stream_name, self.delay),
+            extra={"stream": self.stream_name, "count": len(messages)},
         )
         return len(entries)

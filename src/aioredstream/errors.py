@@ -16,7 +16,7 @@ The tree::
     └── ServerTimeoutError   the server did not answer within the client's socket timeout
 
 Errors of redis-py and of the socket layer are translated at one boundary
-(``aioredstream._wire``) and chained, so ``exc.__cause__`` is the original.
+(``aioredstream.send.wire``) and chained, so ``exc.__cause__`` is the original.
 Cancellation is never translated.
 """
 

@@ -105,6 +105,12 @@ class Lock:
         #: milliseconds the current holder's key has left (-1: no expiry), set when
         #: :meth:`acquire` found the lock taken.
         self.holder_ttl_ms: int | None = None
+        #: the last release woke a standby: a ``run_once`` loop lets it have the next turn
+        self.turn_given = False
+        #: how many times :meth:`acquire` took the lock: a holder's state (such as a
+        #: consumer's offset) is only valid within one take.
+        self.takes = 0
+        self._standing_by = False
 
     async def try_acquire(self) -> bool:
         """Take or refresh the lock once; ``False`` when another token holds it."""
@@ -136,6 +142,9 @@ class Lock:
             raise
         if not acquired:
             return False
+        self.takes += 1
+        self._standing_by = False
+        logger.info("lock %s acquired", self.key, extra={"lock": self.key, "token": self.token})
         completed = False
         error: Exception | None = None
         try:
@@ -203,6 +212,20 @@ class Lock:
         if scope.cancelled_caught:
             logger.warning("releasing lock %s timed out; it expires on its own", self.key)
 
+    async def woke_a_standby(self) -> bool:
+        """After :meth:`release`: whether a standby blocked on the notify list took its
+        element (the server hands it to a blocked ``BRPOP`` before it runs our next
+        command), i.e. someone is about to try the lock. ``False`` if the server cannot
+        say: only the order of turns is at stake."""
+        try:
+            length: Any = await _command.run(
+                self._client, "LLEN", self.notify_key, key=self.notify_key
+            )
+        except Exception as exc:
+            logger.debug("could not look for standbys of lock %s: %s", self.key, exc)
+            return False
+        return int(length) == 0
+
     async def standby(self, max_wait: float = 5.0) -> None:
         """After a failed :meth:`acquire`: wait for a release, or until the holder's key expires.
 
@@ -211,6 +234,14 @@ class Lock:
         """
         ttl_ms = self.holder_ttl_ms
         wait_s = max_wait if ttl_ms is None or ttl_ms < 0 else min(max_wait, ttl_ms / 1000)
+        if not self._standing_by:  # once per stretch of standing by, not every wait
+            self._standing_by = True
+            logger.info(
+                "standing by for lock %s (the holder's key expires in %s)",
+                self.key,
+                "-" if ttl_ms is None else f"{ttl_ms / 1000:.1f}s",
+                extra={"lock": self.key, "holder_ttl_ms": ttl_ms},
+            )
         await self.wait(wait_s + 0.01)
 
     async def wait(self, max_wait: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from .errors import MessageError
@@ -15,8 +16,10 @@ class Message:
 
     The payload is parsed when the message is built, so a ``Message`` always has
     one: an entry without a ``payload`` field, or whose payload is not UTF-8
-    JSON, raises :class:`~aioredstream.MessageError` instead (workers log such
-    entries and move past them rather than hand them to a handler).
+    JSON (or holds an integer longer than Python's int max str digits limit, which
+    a Ruby producer can write), raises :class:`~aioredstream.MessageError` instead
+    (workers log such entries, with the reason, and move past them rather than hand
+    them to a handler).
     """
 
     __slots__ = ("fields", "message_id", "payload")
@@ -40,7 +43,8 @@ class Message:
             self.payload = json.loads(raw.encode("utf-8", "surrogateescape"))
         except ValueError as exc:
             raise MessageError(
-                f"stream entry {message_id} has a payload that is not UTF-8 JSON: {raw[:80]!r}",
+                f"stream entry {message_id} has a payload that {_why_unreadable(exc)}: "
+                f"{raw[:80]!r}",
                 message_id=message_id,
             ) from exc
 
@@ -51,6 +55,22 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message({self.message_id!r}, payload={self.payload!r})"
+
+
+def _why_unreadable(exc: ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "is not UTF-8 JSON (not UTF-8)"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not UTF-8 JSON ({exc})"
+    if "integer string conversion" in str(exc):
+        # A Ruby producer may write any Integer; Python refuses to parse one longer than
+        # sys.get_int_max_str_digits() digits (4300 by default, CVE-2020-10735).
+        return (
+            f"has an integer longer than Python's int max str digits limit "
+            f"({sys.get_int_max_str_digits()}; raise it with sys.set_int_max_str_digits() "
+            f"or PYTHONINTMAXSTRDIGITS to read it): {exc}"
+        )
+    return f"cannot be parsed ({exc})"
 
 
 def decode_fields(raw: Any) -> dict[str, str]:

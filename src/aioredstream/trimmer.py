@@ -26,10 +26,12 @@ class Trimmer:
     """Deletes the entries of ``stream_name`` up to the lowest offset of ``consumer_names``.
 
     Pass every consumer that reads the stream: one left out may lose entries it
-    has not read yet. A named consumer that never committed holds nothing back
-    (as in the gem): start consumers before trimmers, or commit an offset first.
-    Runs under the lock ``trimmer:<stream_name>`` and sleeps ``interval`` seconds
-    when there is nothing to trim. ``client`` may be a ``RedisCluster`` (the offsets
+    has not read yet (:meth:`run` warns about offsets of consumers not listed). A
+    listed consumer that has not committed yet holds trimming back, with a warning
+    once per ``interval`` (the gem trims up to the others' offsets, so a consumer whose
+    first batch failed found those entries gone). Runs under the lock
+    ``trimmer:<stream_name>`` and sleeps ``interval`` seconds when there is nothing to
+    trim. ``client`` may be a ``RedisCluster`` (the offsets
     share the stream's slot, so one MGET reads them); ``hash_tags`` as for the producer.
     """
 
@@ -68,7 +70,12 @@ class Trimmer:
         )
 
     async def run(self) -> None:
-        """Trim until cancelled, holding the lock; errors are logged, then ``backoff``."""
+        """Trim until cancelled, holding the lock; errors are logged, then ``backoff``.
+
+        First warns (once) about offsets on the server of consumers not in
+        ``consumer_names``: the trimmer does not wait for them.
+        """
+        await self._warn_unlisted()
         await run_forever(
             self.lock,
             self._step,
@@ -87,8 +94,30 @@ class Trimmer:
             await anyio.sleep(self.interval)
         return trimmed
 
+    async def unlisted_consumers(self) -> list[str]:
+        """Consumers with an offset on this stream that are not in ``consumer_names``."""
+        pattern = self.keys.offset_pattern(self.stream_name)
+        prefix = pattern.removesuffix("*")
+        found = {key[len(prefix) :] for key in await _command.scan(self._client, pattern, "string")}
+        return sorted(found - set(self.consumer_names))
+
+    async def _warn_unlisted(self) -> None:
+        try:
+            unlisted = await self.unlisted_consumers()
+        except Exception as exc:  # only a warning is at stake; run() reports server errors
+            logger.debug("could not look for unlisted consumers of %s: %s", self.stream_name, exc)
+            return
+        if unlisted:
+            logger.warning(
+                "consumers %s have offsets on %s but are not in this trimmer's consumer_names: "
+                "it may delete entries they have not read",
+                ", ".join(unlisted),
+                self.stream_name,
+            )
+
     async def min_committed_id(self) -> str | None:
-        """The lowest committed offset of the named consumers (compared as ids, not strings)."""
+        """The lowest committed offset of the named consumers (compared as ids, not strings);
+        ``None`` while any of them has not committed yet."""
         # The offsets share the stream's slot (hash tags) or live on one node.
         values: Any = await _command.run(
             self._client,
@@ -97,11 +126,21 @@ class Trimmer:
             key=self._stream_key,
             what=f"MGET offsets of {self.stream_name}",
         )
-        offsets = [decode(value) for value in values if value]
-        return min(offsets, key=parse_id) if offsets else None
+        missing = [
+            name for name, value in zip(self.consumer_names, values, strict=True) if not value
+        ]
+        if missing:
+            logger.warning(
+                "not trimming %s: consumers %s have not committed an offset yet",
+                self.stream_name,
+                ", ".join(missing),
+            )
+            return None
+        return min((decode(value) for value in values), key=parse_id)
 
     async def trim(self) -> int:
-        """Delete every entry up to and including the lowest committed offset."""
+        """Delete every entry up to and including the lowest committed offset; nothing
+        while a named consumer has not committed (it is logged)."""
         with _telemetry.batch("trim", self.stream_name) as batch:
             count = await self._trim()
             batch.set_count(count)
@@ -146,4 +185,9 @@ class Trimmer:
 
     def _log(self, count: int) -> None:
         if count:
-            logger.debug("trimmed %d entries from %s", count, self.stream_name)
+            logger.info(
+                "trimmed %d entries from %s",
+                count,
+                self.stream_name,
+                extra={"stream": self.stream_name, "count": count},
+            )

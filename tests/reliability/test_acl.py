@@ -31,7 +31,7 @@ from ..helpers import User
 ACL_RULES = (
     "on >{password} resetkeys ~{ns}:redstream:* resetchannels -@all "
     "+xadd +xdel +xread +xrange +xrevrange +xlen +xtrim +get +mget +set +del +rpush +brpop "
-    "+eval +evalsha +pexpire +pttl +multi +exec +wait +time +ping"
+    "+eval +evalsha +script|load +pexpire +pttl +multi +exec +wait +time +ping"
 )
 
 
@@ -56,6 +56,7 @@ async def test_the_restricted_user_runs_producer_and_every_worker(
     producer = Producer(restricted, namespace="shop")
     async with producer.bulk([User(1), User(2)]):
         pass
+    await producer.queue(User(5), await producer.delay(User(5)))  # EVALSHA (+ SCRIPT LOAD)
     await producer.delay(User(3))  # left for the delayer
     with pytest.raises(ReplicationError):  # WAIT is allowed; there is just no replica
         await Producer(restricted, namespace="shop", wait=1, wait_timeout=0.01).delay(User(4))
@@ -66,13 +67,13 @@ async def test_the_restricted_user_runs_producer_and_every_worker(
         seen.extend(m.payload["id"] for m in messages)
 
     consumer = Consumer(restricted, stream_name="users", name="indexer", namespace="shop")
-    assert await consumer.run_once(handler) == 2
+    assert await consumer.run_once(handler) == 3
     delayer = Delayer(restricted, stream_name="users", delay=0, namespace="shop", block=0.05)
     assert await delayer.run_once() == 2
     assert await consumer.run_once(handler) == 2
-    assert sorted(seen) == [1, 2, 3, 4]
+    assert sorted(seen) == [1, 2, 3, 4, 5]
     trimmer = Trimmer(restricted, stream_name="users", consumer_names=["indexer"], namespace="shop")
-    assert await trimmer.run_once() == 4
+    assert await trimmer.run_once() == 5
     assert await stream_size(restricted, "users", namespace="shop") == 0
     with anyio.fail_after(5):  # the lock's release + notify under the ACL
         assert await consumer.lock.acquire(anyio.lowlevel.checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -275,3 +276,22 @@ async def test_cancelling_a_blocked_wait_frees_every_node_connection(
     for node in cluster_client.get_primaries():
         assert len(node._free) == len(node._connections), node.name  # none checked out
     assert len(await Producer(cluster_client).bulk_delay([Item(1), Item(2)])) == 2
+
+
+async def test_ten_thousand_concurrent_handlers_on_a_default_cluster_client(
+    cluster_client: RedisCluster,
+) -> None:
+    # A client built with defaults allows 100 connections per node: single calls share
+    # per-node pipelines, so however many handlers call at once, none runs out.
+    producer = Producer(cluster_client)
+
+    async def handler(n: int) -> None:
+        message_id = await producer.delay(Item(n))
+        await asyncio.sleep(0)  # the handler's own work
+        await producer.queue(Item(n), message_id)
+
+    results = await asyncio.gather(*(handler(n) for n in range(10_000)), return_exceptions=True)
+    assert [r for r in results if r is not None] == []
+    names = Item.redstream_names()
+    assert sum([await cluster_client.xlen(KEYS.stream(name)) for name in names]) == 10_000
+    assert sum([await cluster_client.xlen(KEYS.delay_stream(name)) for name in names]) == 0

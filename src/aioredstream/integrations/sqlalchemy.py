@@ -32,6 +32,19 @@ Semantics inside one transaction:
   the enclosing transaction; a rolled-back savepoint drops the ones it added.
 - Bulk statements (``update(User).where(...)``, ORM bulk inserts) bypass per-object
   events: wrap them in ``async with producer.bulk(records)`` (see the README).
+
+One tracker per target: a second ``track()`` on the same maker, session or session
+class raises :class:`~aioredstream.ArgumentError` until the first tracker's
+:meth:`Tracker.remove` ran (stacked listeners would write every message twice; an
+application that builds its app again in one process, as tests do, must call
+``remove()`` on shutdown, as ``examples/fastapi_app.py``'s lifespan does). Targets
+that overlap (``sessions=None`` and a maker) are not detected: track each once.
+
+Streams: a model's stream is its ``__tablename__`` (see :class:`aioredstream.Model`),
+so ``class BlogPost(Model, Base): __tablename__ = "posts"`` writes to ``posts``, as
+the Rails model of that table does. Payloads are built at flush time; one that reads
+an attribute the commit expired (``expire_on_commit=True``) fails with a
+:class:`~aioredstream.PayloadError` that says so.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -48,7 +62,8 @@ from sqlalchemy import util as sa_util
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session, sessionmaker
 
-from ..errors import ArgumentError, PayloadError, UnsupportedError
+from .._records import payload_error
+from ..errors import ArgumentError, UnsupportedError
 from ..producer import Producer
 
 __all__ = ["Tracker", "track"]
@@ -57,6 +72,8 @@ logger = logging.getLogger("aioredstream.integrations.sqlalchemy")
 
 _T = TypeVar("_T")
 _tracker_numbers = itertools.count(1)  # session.info keys: never reused, unlike id()
+# what each live tracker was installed on (the maker, session or class passed to track())
+_active: weakref.WeakKeyDictionary[Any, Tracker] = weakref.WeakKeyDictionary()
 # SQLAlchemy 2.1 renamed await_only() to await_(); 2.0 has only the old name.
 _sa_await: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or sa_util.await_only
 
@@ -108,9 +125,10 @@ class Tracker:
         self.models = models
         self._target = target
         self._info_key = f"aioredstream.tracker.{next(_tracker_numbers)}"
-        self._snapshot_classes: dict[type, type[_Snapshot]] = {}
+        self._snapshot_classes: dict[tuple[type, str], type[_Snapshot]] = {}
         self._listeners: list[tuple[Any, str, Callable[..., None]]] = []
         self._restore: Callable[[], None] | None = None
+        self._claimed: Any = None
 
     def __repr__(self) -> str:
         names = ", ".join(model.__qualname__ for model in self.models)
@@ -142,6 +160,10 @@ class Tracker:
         if self._restore is not None:
             self._restore()
             self._restore = None
+        if self._claimed is not None:
+            if _active.get(self._claimed) is self:
+                del _active[self._claimed]
+            self._claimed = None
 
     # -- mapper events: which instances this flush wrote --------------------------------
 
@@ -245,30 +267,27 @@ class Tracker:
 
     def _snapshot(self, instance: object) -> _Snapshot:
         cls = type(instance)
-        snapshot_cls = self._snapshot_classes.get(cls)
-        if snapshot_cls is None:
-            snapshot_cls = self._snapshot_classes[cls] = self._snapshot_class(cls)
         spec = self.producer.registry.resolve(cls)
+        stream = spec.stream_of(instance)  # per record, if its class names them so
+        snapshot_cls = self._snapshot_classes.get((cls, stream))
+        if snapshot_cls is None:
+            snapshot_cls = self._snapshot_classes[cls, stream] = _snapshot_class(cls, stream)
         try:
             payload = spec.payload(instance)
         except Exception as exc:
-            raise PayloadError(
-                f"record of type {cls.__module__}.{cls.__qualname__}: cannot build its "
-                f"payload: {exc!r}",
-                record_type=cls,
-            ) from exc
+            raise payload_error(instance, None, exc) from exc
         return snapshot_cls(payload)
 
-    def _snapshot_class(self, cls: type) -> type[_Snapshot]:
-        spec = self.producer.registry.resolve(cls)
-        # Named after the model, so that producer errors name the model.
-        namespace = {
-            "__slots__": (),
-            "stream": spec.name,
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-        }
-        return type(cls.__name__, (_Snapshot,), namespace)
+
+def _snapshot_class(cls: type, stream: str) -> type[_Snapshot]:
+    # Named after the model, so that producer errors name the model.
+    namespace = {
+        "__slots__": (),
+        "stream": stream,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    }
+    return type(cls.__name__, (_Snapshot,), namespace)
 
 
 def track(
@@ -288,11 +307,26 @@ def track(
     - an ``AsyncSession`` or ``Session`` instance: that session only;
     - a ``Session`` subclass or a ``sessionmaker``: every session of that class;
     - ``None``: every session in the process.
+
+    A target already tracked raises :class:`~aioredstream.ArgumentError` until its
+    tracker's :meth:`Tracker.remove` (one tracker per target).
     """
     model_list = _check_models(producer, models)
+    claim = Session if sessions is None else sessions
+    try:
+        existing = _active.get(claim)
+    except TypeError:  # not weak-referenceable: not a valid target (refused below)
+        existing = None
+    if existing is not None:
+        raise ArgumentError(
+            f"{claim!r} is already tracked by {existing!r}: call its remove() first "
+            "(e.g. in the lifespan's shutdown), or every change is written twice"
+        )
     tracker = Tracker(producer, model_list, None)
     tracker._target = _event_target(tracker, sessions)
     tracker._install()
+    _active[claim] = tracker
+    tracker._claimed = claim
     return tracker
 
 

@@ -26,7 +26,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from .errors import (
+from ..errors import (
     EventLoopError,
     RedstreamError,
     ServerConnectionError,
@@ -38,7 +38,8 @@ from .errors import (
 __all__ = ["Chunk", "ReplyError", "call", "execute", "pack", "translate_errors"]
 
 ReplyError = hiredis.ReplyError
-#: (RESP bytes, number of replies they produce)
+#: (RESP bytes, number of replies they produce); ``None`` asks for the oldest chunk's
+#: replies before the next chunk (a sender whose next commands depend on them)
 Chunk = tuple[bytes, int]
 #: called with each chunk's replies, in order
 Sink = Callable[[int, list[Any]], None]
@@ -63,11 +64,11 @@ def translate_errors(what: str) -> Iterator[None]:
     except RedstreamError:
         raise
     except (redis_exc.TimeoutError, TimeoutError) as exc:
-        raise ServerTimeoutError(f"{what}: timed out ({exc})") from exc
+        raise ServerTimeoutError(f"{what}: timed out ({_cause(exc)})") from exc
     except (redis_exc.ConnectionError, OSError, EOFError, hiredis.ProtocolError) as exc:
-        raise ServerConnectionError(f"{what}: connection failed ({exc})") from exc
+        raise ServerConnectionError(f"{what}: connection failed ({_cause(exc)})") from exc
     except redis_exc.RedisError as exc:
-        raise ServerError(f"{what}: {exc}") from exc
+        raise ServerError(f"{what}: {_cause(exc)}") from exc
     except RuntimeError as exc:
         if not any(sign in str(exc) for sign in _OTHER_LOOP):
             raise
@@ -78,9 +79,15 @@ def translate_errors(what: str) -> Iterator[None]:
         ) from exc
 
 
+def _cause(exc: BaseException) -> str:
+    """The cause in words: its message, or its type's name when it has none
+    (redis-py's ``MaxConnectionsError()``, a bare ``TimeoutError()``)."""
+    return str(exc) or type(exc).__name__
+
+
 async def execute(
     client: Redis,
-    chunks: Iterable[Chunk],
+    chunks: Iterable[Chunk | None],
     sink: Sink,
     *,
     what: str,
@@ -170,22 +177,13 @@ async def acquire(pool: Any, what: str) -> AbstractConnection:
 
 async def _exchange(
     conn: AbstractConnection,
-    chunks: Iterable[Chunk],
+    chunks: Iterable[Chunk | None],
     sink: Sink,
     window: int,
     last_read_extra_s: float | None,
 ) -> bool:
     """Write and read everything; ``True`` if the server said it is read-only."""
-    try:
-        reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
-        writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
-    except AttributeError as exc:  # the internals the matrix of redis-py versions covers
-        raise UnsupportedError(
-            f"redis-py {redis.__version__}: its connections have no _reader/_writer streams; "
-            "aioredstream supports the redis versions its pyproject.toml allows"
-        ) from exc
-    if reader_stream is None or writer is None:
-        raise ServerConnectionError("the pool handed out a closed connection")
+    reader_stream, writer = _streams_of(conn)
     readonly: list[bool] = []
 
     def reply_error(message: str) -> ReplyError:
@@ -198,7 +196,14 @@ async def _exchange(
     timeout_s: float | None = conn.socket_timeout
     pending: list[int] = []  # reply counts of chunks written and not yet read
     index = 0
-    for data, count in chunks:
+    for chunk in chunks:
+        if chunk is None:
+            if pending:
+                await writer.drain()
+                sink(index, await _read(reader_stream, parser, pending.pop(0), timeout_s))
+                index += 1
+            continue
+        data, count = chunk
         writer.write(data)
         pending.append(count)
         if len(pending) > window:
@@ -214,6 +219,20 @@ async def _exchange(
         sink(index, await _read(reader_stream, parser, count, last_timeout))
         index += 1
     return bool(readonly)
+
+
+def _streams_of(conn: AbstractConnection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        reader_stream: asyncio.StreamReader = conn._reader  # type: ignore[assignment]
+        writer: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+    except AttributeError as exc:  # the internals the matrix of redis-py versions covers
+        raise UnsupportedError(
+            f"redis-py {redis.__version__}: its connections have no _reader/_writer streams; "
+            "aioredstream supports the redis versions its pyproject.toml allows"
+        ) from exc
+    if reader_stream is None or writer is None:
+        raise ServerConnectionError("the pool handed out a closed connection")
+    return reader_stream, writer
 
 
 async def _read(

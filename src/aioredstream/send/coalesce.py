@@ -1,12 +1,12 @@
 """Auto-pipelining: concurrent single calls share pipelines on a few connections.
 
-Each ``delay()`` / ``queue()`` call becomes a :class:`_Call` (its RESP bytes, how
+Each ``delay()`` / ``queue()`` call becomes a :class:`Call` (its RESP bytes, how
 many replies they produce, a future) in one queue. Batching is natural: when no
 batch is in flight a call starts one at once (no timer, no added delay); while
 ``max_batches`` batches are in flight, new calls wait in the queue and all of
 them go in the next batch when one finishes.
 
-A batch is one short-lived task that sends its calls through :func:`_wire.execute`
+A batch is one short-lived task that sends its calls through :func:`wire.execute`
 on one pooled connection and ends; nothing outlives an idle period. Replies come
 back in order, so each call gets exactly its own replies. If any call in the batch
 is a delay write and the producer waits for replicas, one WAIT (and/or WAITAOF)
@@ -27,37 +27,25 @@ import asyncio
 import copy
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _wire
+from . import wire
+from .batch import Call, Exchange, Split, resolve
 
-__all__ = ["Coalescer"]
+if TYPE_CHECKING:
+    from .acks import Acks
+
+__all__ = ["Coalescer", "Split"]
 
 logger = logging.getLogger("aioredstream.coalesce")
-
-#: raises a fresh error if the WAIT / WAITAOF replies fall short
-AckCheck = Callable[[list[Any]], None]
-
-
-class _Call:
-    __slots__ = ("batch", "count", "data", "delay", "future", "replies")
-
-    def __init__(self, data: bytes, count: int, delay: bool, future: asyncio.Future[Any]) -> None:
-        self.data = data
-        self.count = count
-        self.delay = delay
-        self.future = future
-        self.batch: _Batch | None = None
-        self.replies: list[Any] | None = None
 
 
 class _Batch:
     __slots__ = ("calls", "task")
 
-    def __init__(self, calls: list[_Call]) -> None:
+    def __init__(self, calls: list[Call]) -> None:
         self.calls = calls
         self.task: asyncio.Task[None] | None = None
 
@@ -69,33 +57,34 @@ class Coalescer:
         self,
         client: Any,
         *,
-        wait_tail: bytes,
-        wait_replies: int,
-        last_read_extra_s: float | None,
-        check_acks: AckCheck,
+        acks: Acks,
         slice_size: int,
         max_batches: int = 2,
         max_calls: int = 5000,
     ) -> None:
         self._client = client
-        self._wait_tail = wait_tail
-        self._wait_replies = wait_replies
-        self._last_read_extra_s = last_read_extra_s
-        self._check_acks = check_acks
+        self._acks = acks
+        self.script_loaded = False  # QUEUE_AND_DELETE on this client's server (send/node)
         self._slice_size = slice_size
         self._max_batches = max_batches
         self._max_calls = max_calls
-        self._queue: deque[_Call] = deque()
+        self._queue: deque[Call] = deque()
         self._batches: set[_Batch] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, data: bytes, count: int, *, delay: bool) -> list[Any]:
-        """Send ``data`` (``count`` commands) in the next batch; return its raw replies."""
+    async def submit(
+        self, data: bytes, count: int, *, delay: bool, split: Split | None = None
+    ) -> list[Any]:
+        """Send ``data`` (``count`` commands) in the next batch; return its raw replies.
+
+        A one-command ``data`` may come with its ``split`` form: in a batch of several
+        slices, every slice but the last sends that instead (no script per record).
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # A producer may outlive an event loop (tests, scripts): start afresh.
             self._loop, self._queue, self._batches = loop, deque(), set()
-        call = _Call(data, count, delay, loop.create_future())
+        call = Call(data, count, delay, loop.create_future(), split)
         if not self._batches and not self._queue:
             # Idle: send at once in the caller's own task (no task hop); calls
             # that arrive meanwhile queue up for the batch that follows.
@@ -115,7 +104,7 @@ class Coalescer:
             await self._abandon(call)
             raise
 
-    async def _abandon(self, call: _Call) -> None:
+    async def _abandon(self, call: Call) -> None:
         batch = call.batch
         if batch is None or batch.task is None:
             return  # still queued: the next batch skips it
@@ -127,7 +116,7 @@ class Coalescer:
                 await asyncio.wait({batch.task})
 
     def _start_batch(self) -> None:
-        calls: list[_Call] = []
+        calls: list[Call] = []
         queue = self._queue
         while queue and len(calls) < self._max_calls:
             call = queue.popleft()
@@ -152,39 +141,16 @@ class Coalescer:
 
     async def _run(self, batch: _Batch) -> None:
         calls = batch.calls
-        waits = self._wait_replies if any(c.delay for c in calls) else 0
-        in_flight: deque[list[_Call]] = deque()
-        wait_results: list[Any] = []
-
-        def chunks() -> Iterator[_wire.Chunk]:
-            size = self._slice_size
-            for start in range(0, len(calls), size):
-                part = calls[start : start + size]
-                in_flight.append(part)
-                data = b"".join([c.data for c in part])
-                count = sum(c.count for c in part)
-                if waits and start + size >= len(calls):
-                    yield data + self._wait_tail, count + waits
-                else:
-                    yield data, count
-
-        def sink(_: int, replies: list[Any]) -> None:
-            position = 0
-            for call in in_flight.popleft():
-                call.replies = replies[position : position + call.count]
-                position += call.count
-                if not (waits and call.delay) or _failed(call.replies):
-                    # an error reply is the caller's answer whatever WAIT says
-                    _resolve(call.future, call.replies)
-            wait_results.extend(replies[position:])
-
+        acks = self._acks
+        waits = acks.count if any(c.delay for c in calls) else 0
+        exchange = Exchange(calls, acks, waits, self._slice_size)
         try:
-            await _wire.execute(
+            await wire.execute(
                 self._client,
-                chunks(),
-                sink,
+                exchange.chunks(),
+                exchange.sink,
                 what="coalesced delay/queue",
-                last_read_extra_s=self._last_read_extra_s if waits else 0.0,
+                last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
             )
         except Exception as exc:
             for call in calls:
@@ -202,17 +168,8 @@ class Coalescer:
             if call.future.done():
                 continue
             try:
-                self._check_acks(wait_results)
+                acks.check(exchange.wait_results)
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:
-                _resolve(call.future, call.replies)
-
-
-def _failed(replies: list[Any]) -> bool:
-    return any(isinstance(reply, _wire.ReplyError) for reply in replies)
-
-
-def _resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:
-    if not future.done():
-        future.set_result(replies)
+                resolve(call.future, call.replies)

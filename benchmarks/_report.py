@@ -1,0 +1,104 @@
+"""results.json / results.md / results.png from one run per payload encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: encoder name -> that run's results (``dataclasses.asdict`` of ``Results``)
+Runs = dict[str, dict[str, Any]]
+
+
+def write(runs: Runs, out_dir: Path) -> None:
+    (out_dir / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
+    (out_dir / "results.md").write_text(markdown(runs))
+    _chart(runs, out_dir / "results.png")
+
+
+def markdown(runs: Runs) -> str:
+    first = next(iter(runs.values()))
+    m = first["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cpus']} CPUs ({m['platform']}), Python {m['python']}, "
+        f"{m['server']}; one run per payload encoder ({', '.join(runs)}), best of "
+        f"{first['sizes']['rounds']} alternating rounds each.",
+        "",
+        "| ratio | " + " | ".join(runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    names = list(dict.fromkeys(k for run in runs.values() for k in run["ratios"]))
+    for name in names:
+        cells = [_number(run["ratios"].get(name), ".2f") for run in runs.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for encoder, run in runs.items():
+        lines += ["", f"### payload encoder: {encoder}", ""]
+        lines += _tables(run)
+    return "\n".join(lines) + "\n"
+
+
+def _tables(run: dict[str, Any]) -> list[str]:
+    lines = ["| bulk method | commands/s | records/s |", "|---|---:|---:|"]
+    for name, row in run["bulk"].items():
+        lines.append(
+            f"| {name} | {row['commands_per_s']:,.0f} | {_number(row.get('records_per_s'))} |"
+        )
+    names = list(dict.fromkeys(k for row in run["concurrency"].values() for k in row))
+    lines += ["", "| concurrent handlers | " + " | ".join(names) + " |"]
+    lines.append("|---:|" + "---:|" * len(names))
+    for concurrency, row in run["concurrency"].items():
+        cells = [_number(row.get(name)) for name in names]
+        lines.append(f"| {concurrency} | " + " | ".join(cells) + " |")
+    lines += ["", "(handlers: records/s, each handler does delay, sleep(0), queue)", ""]
+    lines += ["| consumer | records/s |", "|---|---:|"]
+    lines += [f"| {k} | {v:,.0f} |" for k, v in run["consumer"].items()]
+    lines += ["", "| single delay latency | µs |", "|---|---:|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in run["latency_us"].items()]
+    if run["memory_bytes_per_record"]:
+        lines += ["", "| bulk peak memory (1M records) | bytes/record |", "|---|---:|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in run["memory_bytes_per_record"].items()]
+    return lines
+
+
+def _number(value: float | str | None, spec: str = ",.0f") -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else format(value, spec)
+
+
+def _chart(runs: Runs, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    names = list(dict.fromkeys(k for run in runs.values() for k in run["bulk"]))
+    height = 0.8 / len(runs)
+    for number, (encoder, run) in enumerate(runs.items()):
+        values = [run["bulk"].get(n, {}).get("commands_per_s", 0.0) for n in names]
+        offsets = [i + number * height for i in range(len(names))]
+        left.barh(offsets, values, height=height, label=f"payloads: {encoder}")
+    left.set_yticks([i + height * (len(runs) - 1) / 2 for i in range(len(names))], names)
+    left.set_xlabel("Redis commands/s (higher is better)")
+    left.set_title("Bulk throughput per method")
+    left.legend(fontsize=8)
+    left.invert_yaxis()
+    run = next(iter(runs.values()))
+    levels = list(run["concurrency"])
+    for name in dict.fromkeys(k for row in run["concurrency"].values() for k in row):
+        points = [
+            (int(c), v) for c in levels if isinstance(v := run["concurrency"][c].get(name), float)
+        ]
+        if points:
+            right.plot(*zip(*points, strict=True), marker="o", label=name)
+    right.set_xscale("log")
+    right.set_xlabel("concurrent handlers")
+    right.set_ylabel("records/s")
+    right.set_title(f"Handlers: throughput vs concurrency (payloads: {next(iter(runs))})")
+    right.legend(fontsize=8)
+    m = run["machine"]
+    fig.suptitle(f"{m['date']}, {m['cpus']} CPUs, Python {m['python']}, {m['server']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

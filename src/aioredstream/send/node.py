@@ -1,0 +1,118 @@
+"""The sender for one node (or a Sentinel's primary): the wire for bulk calls, the
+coalescer for concurrent single calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .._packing import Slice, Target
+from ..errors import UnsupportedError
+from . import wire
+from .acks import Acks
+from .base import encoded, submit_queue_delete
+from .coalesce import Coalescer
+from .queueing import QueueUnit, QueueWithDeletes
+from .replies import raise_command_error
+
+__all__ = ["NodeSender"]
+
+
+class NodeSender:
+    """Bulk and single writes on one ``redis.asyncio.Redis`` client's pool."""
+
+    def __init__(self, client: Redis, acks: Acks, slice_size: int) -> None:
+        self.client = client
+        self.acks = acks
+        self.slice_size = slice_size
+        self.coalescer = Coalescer(client, acks=acks, slice_size=slice_size)
+
+    async def send_delay(self, slices: list[Slice]) -> list[str]:
+        ids: list[str] = []
+        acks = self.acks
+        last = len(slices) - 1
+
+        def chunks() -> Iterator[wire.Chunk]:
+            for number, part in enumerate(slices):
+                if number == last and acks.count:
+                    yield part.delay_commands() + acks.tail, len(part) + acks.count
+                else:
+                    yield part.delay_commands(), len(part)
+
+        wait_results: list[Any] = []
+
+        def sink(chunk: int, replies: list[Any]) -> None:
+            if chunk == last and acks.count:
+                wait_results.extend(replies[len(replies) - acks.count :])
+                replies = replies[: len(replies) - acks.count]
+            decoded = [reply.decode() for reply in replies if reply.__class__ is bytes]
+            if len(decoded) < len(replies):
+                for position, reply in enumerate(replies):
+                    if not isinstance(reply, bytes):
+                        raise_command_error(reply, "XADD", len(ids) + position)
+            ids.extend(decoded)
+
+        await wire.execute(
+            self.client,
+            chunks(),
+            sink,
+            what="delay",
+            # only a WAIT may block longer than the socket timeout (0 s: until acknowledged)
+            last_read_extra_s=acks.last_read_extra_s if acks.count else 0.0,
+        )
+        if acks.count:
+            acks.check(wait_results)
+        return ids
+
+    async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
+        if ids is not None:
+            queue = QueueWithDeletes(_units(slices, ids))
+            await wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
+            queue.raise_failure()
+            return
+        size = self.slice_size
+
+        def sink(chunk: int, replies: list[Any]) -> None:
+            for position, reply in enumerate(replies):
+                if reply.__class__ is wire.ReplyError:
+                    raise_command_error(reply, "XADD", chunk * size + position)
+
+        chunks = ((part.queue_commands(), len(part)) for part in slices)
+        await wire.execute(self.client, chunks, sink, what="queue")
+
+    async def delay_one(self, target: Target, arg: bytes) -> str:
+        [reply] = await self.coalescer.submit(target.xadd_delay + arg, 1, delay=True)
+        if reply.__class__ is not bytes:
+            raise_command_error(reply, "XADD", None)
+        message_id: str = reply.decode()
+        return message_id
+
+    async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None:
+        if delay_id is None:
+            [reply] = await self.coalescer.submit(target.xadd + arg, 1, delay=False)
+        else:
+            reply = await submit_queue_delete(self.coalescer, target, arg, delay_id)
+        if reply.__class__ is wire.ReplyError:
+            raise_command_error(reply, "XADD" if delay_id is None else "XADD+XDEL", None)
+
+    async def check_waitaof(self) -> None:
+        info = await wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
+        if isinstance(info, list) and info and info[0] is not None:
+            return
+        with wire.translate_errors("WAITAOF check"):
+            server = await self.client.info("server")
+            version = server.get("valkey_version") or server.get("redis_version")
+        raise UnsupportedError(
+            f"wait_aof needs WAITAOF (Redis >= 7.2 or Valkey); this server is "
+            f"{'Valkey' if 'valkey_version' in server else 'Redis'} {version}"
+        )
+
+
+def _units(slices: list[Slice], ids: Sequence[str | bytes]) -> Iterator[QueueUnit]:
+    start = 0
+    for part in slices:
+        end = start + len(part)
+        yield QueueUnit(part.queue_commands(), part.targets, encoded(ids[start:end]), start)
+        start = end
