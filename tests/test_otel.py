@@ -23,9 +23,9 @@ from aioredstream import (
     ReplicationError,
     Trimmer,
     _telemetry,
-    _wire,
 )
 from aioredstream.integrations import otel
+from aioredstream.send import wire as _wire
 from aioredstream.testing import ServerProcess
 
 from .helpers import Post, User
