@@ -4,20 +4,26 @@
 imports no OpenTelemetry code until ``instrument()`` is called. "no SDK" is
 ``instrument()`` with only ``opentelemetry-api`` (no tracer or meter provider
 configured: the API's no-op ones). "SDK" records every span and metric in memory.
-Modes alternate within each round; each rate is the median of the rounds.
+Modes alternate within each round, in reverse order every other round (so no mode
+always runs first or right after another); each rate is the median of the rounds. On
+a shared machine those rates drift by more than the instrumentation costs, so the
+hooks are also timed alone (the three context managers of one ``bulk()``, no Redis):
+``hooks_us_per_bulk`` and their share of one ``bulk()`` call.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from aioredstream import Producer
+from aioredstream import Producer, _telemetry
 from aioredstream.integrations import otel
 from benchmarks._suite import BenchUser
 
@@ -56,10 +62,11 @@ async def run(url: str, records: int, calls: int, rounds: int) -> dict[str, Any]
     try:
         async with producer.bulk(batch[:10]):  # warm up: connect, pack prefixes
             pass
-        for _ in range(rounds):
-            for mode in MODES:
+        for round_ in range(rounds):
+            for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
                 provider = _install(mode)
                 await client.flushall()
+                gc.collect()
                 start = time.perf_counter()
                 for _ in range(calls):
                     async with producer.bulk(batch):
@@ -67,12 +74,14 @@ async def run(url: str, records: int, calls: int, rounds: int) -> dict[str, Any]
                 rates[mode].append(records * calls / (time.perf_counter() - start))
                 if provider is not None:
                     provider.shutdown()
+        hooks_us = {mode: _time_hooks(mode, records) for mode in MODES}
     finally:
         otel.uninstrument()
         await client.flushall()
         await client.aclose()
     medians = {mode: statistics.median(values) for mode, values in rates.items()}
     base = medians[MODES[0]]
+    bulk_us = records / base * 1e6
     return {
         "records_per_call": records,
         "calls_per_round": calls,
@@ -80,7 +89,27 @@ async def run(url: str, records: int, calls: int, rounds: int) -> dict[str, Any]
         "records_per_s_median": medians,
         "ratio_to_not_instrumented": {mode: rate / base for mode, rate in medians.items()},
         "spread_not_instrumented": [min(rates[MODES[0]]) / base, max(rates[MODES[0]]) / base],
+        "hooks_us_per_bulk": hooks_us,
+        "hooks_share_of_bulk": {mode: us / bulk_us for mode, us in hooks_us.items()},
     }
+
+
+def _time_hooks(mode: str, records: int, repeat: int = 2_000) -> float:
+    """Microseconds the telemetry hooks of one ``bulk()`` take in ``mode`` (no I/O)."""
+    provider = _install(mode)
+
+    def one_bulk() -> None:
+        with _telemetry.produce("bulk", lambda: ["users"], records):
+            with _telemetry.produce("bulk_delay", lambda: ["users.delay"], records, 0):
+                pass
+            with _telemetry.produce("bulk_queue", lambda: ["users"], records):
+                pass
+
+    seconds = min(timeit.repeat(one_bulk, number=repeat, repeat=3)) / repeat
+    if provider is not None:
+        provider.shutdown()
+    otel.uninstrument()
+    return seconds * 1e6
 
 
 def write(result: dict[str, Any], folder: Path) -> Path:

@@ -76,3 +76,27 @@ def test_a_client_reused_in_a_second_event_loop_raises_event_loop_error(
     asyncio.run(first())
     asyncio.run(second())
     gc.collect()  # the first loop's transports, here, under this test's filter
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_worker_whose_client_moved_to_a_second_event_loop_raises_event_loop_error(
+    server: ServerProcess,
+) -> None:
+    client = Redis.from_url(server.url)
+    delayer = Delayer(client, stream_name="loop_moves", delay=60)
+
+    async def first() -> None:
+        await delayer.run_once()
+
+    async def second() -> None:
+        # The client is not closed here: its connections belong to the first loop (the
+        # lock made more than one), which redis-py's aclose() cannot close either.
+        with pytest.raises(EventLoopError, match="another event loop") as caught:
+            await delayer.run_once()
+        assert isinstance(caught.value.__cause__, RuntimeError)
+
+    try:
+        asyncio.run(first())
+        asyncio.run(second())
+    finally:
+        gc.collect()  # the first loop's transports, here, under this test's filter

@@ -15,8 +15,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 
-from aioredstream import Consumer, Delayer, Message, Producer, ReplicationError, Trimmer, _telemetry
+from aioredstream import (
+    Consumer,
+    Delayer,
+    Message,
+    Producer,
+    ReplicationError,
+    Trimmer,
+    _telemetry,
+)
 from aioredstream.integrations import otel
+from aioredstream.send import wire as _wire
 from aioredstream.testing import ServerProcess
 
 from .helpers import Post, User
@@ -89,12 +98,22 @@ async def test_single_calls_are_producer_spans_with_messaging_attributes(
 
 
 async def test_concurrent_coalesced_calls_get_one_span_per_caller(
-    client: Redis, telemetry: Telemetry
+    client: Redis, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    exchanges = 0
+    execute = _wire.execute
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal exchanges
+        exchanges += 1
+        await execute(*args, **kwargs)
+
+    monkeypatch.setattr(_wire, "execute", counted)
     producer = Producer(client)
     async with anyio.create_task_group() as tg:
         for i in range(50):
             tg.start_soon(producer.delay, User(i))
+    assert 0 < exchanges < 50  # the calls really shared pipelines
     assert len(telemetry.finished("delay ")) == 50
     assert await client.xlen("redstream:stream:users.delay") == 50
 
