@@ -71,3 +71,23 @@ def test_offset_and_dead_commands_run_as_processes(server: ServerProcess) -> Non
     refused = cli("dead", "drop", "nothing")
     assert refused.returncode == 1
     assert "name the IDs to drop, or --all" in refused.stderr
+
+
+async def test_log_lines_of_one_say_entry_and_message_in_the_singular(
+    client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aioredstream")
+    producer = Producer(client)
+    await producer.delay(User(1))
+    assert await Delayer(client, stream_name="users", delay=0).run_once() == 1
+
+    async def handler(messages: list[Message]) -> None:
+        pass
+
+    assert await Consumer(client, stream_name="users", name="x", block=0.05).run_once(handler) == 1
+    trimmer = Trimmer(client, stream_name="users", consumer_names=["x"], interval=0.01)
+    assert await trimmer.run_once() == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("delayed 1 message on users") for line in lines), lines
+    assert any(line.startswith("handled 1 entry of users") for line in lines), lines
+    assert "trimmed 1 entry from users" in lines

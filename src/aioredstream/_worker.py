@@ -11,12 +11,17 @@ import anyio
 from .errors import ArgumentError
 from .lock import Lock
 
-__all__ = ["LOCK_WAIT_S", "check_seconds", "run_forever", "run_step_once"]
+__all__ = ["LOCK_WAIT_S", "check_seconds", "plural", "run_forever", "run_step_once"]
 
 #: the longest a standby waits on the notify list before trying the lock again (the gem's 5 s)
 LOCK_WAIT_S = 5.0
 
 T = TypeVar("T")
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 entry"``, ``"2 entries"``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def check_seconds(value: object, what: str, *, positive: bool = False) -> float:

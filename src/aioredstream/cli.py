@@ -44,7 +44,7 @@ from ._sharding import stream_names
 from ._status import Status, collect_status, find_namespaces, lag_after
 from ._streams import Client, decode, parse_id
 from ._table import format_age, render_table
-from ._worker import check_seconds
+from ._worker import check_seconds, plural
 from .consumer import Consumer, Handler
 from .delayer import Delayer
 from .errors import ArgumentError, RedstreamError
@@ -216,14 +216,10 @@ async def _status(args: argparse.Namespace) -> int:
         if elsewhere:
             names = ", ".join(elsewhere)
             sys.stdout.write(
-                f"streams exist in {_plural(len(elsewhere), 'namespace')}: {names} "
+                f"streams exist in {plural(len(elsewhere), 'namespace')}: {names} "
                 "(aioredstream status --namespace NAME)\n"
             )
     return 0
-
-
-def _plural(count: int, noun: str, nouns: str | None = None) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def _prometheus() -> Any:
@@ -299,9 +295,9 @@ async def _move_offset(
     what = f"consumer {args.consumer} of {args.stream} from {current or '(none)'} to {args.id}"
     bound = "" if exact else "at least "
     effect = (
-        f"skips {bound}{_plural(moved, 'entry', 'entries')}"
+        f"skips {bound}{plural(moved, 'entry', 'entries')}"
         if moved > 0
-        else f"hands {bound}{_plural(-moved, 'entry', 'entries')} to it again"
+        else f"hands {bound}{plural(-moved, 'entry', 'entries')} to it again"
     )
     if current == args.id:
         print(f"offset of {args.consumer} on {args.stream} is {args.id} already")
@@ -359,10 +355,10 @@ async def _dead_letters(args: argparse.Namespace) -> int:
             ids = [d.id for d in letters] if args.all else args.ids
             if args.action == "replay":
                 count = await _dead.replay(client, keys, args.stream, ids)
-                print(f"replayed {_plural(count, 'dead letter')} to {args.stream}")
+                print(f"replayed {plural(count, 'dead letter')} to {args.stream}")
             else:
                 count = await _dead.drop(client, keys, args.stream, ids)
-                print(f"dropped {_plural(count, 'dead letter')} of {args.stream}")
+                print(f"dropped {plural(count, 'dead letter')} of {args.stream}")
             return 0
     finally:
         await client.aclose()

@@ -13,7 +13,7 @@ import anyio
 from . import _command, _dead, _telemetry
 from ._keys import check_name
 from ._streams import Client, decode, keys_for
-from ._worker import check_seconds, run_forever, run_step_once
+from ._worker import check_seconds, plural, run_forever, run_step_once
 from .errors import ArgumentError, MessageError
 from .lock import Lock, worker_lock_name
 from .message import Message, decode_fields
@@ -135,8 +135,8 @@ class Consumer:
         await self.commit(entries[-1][0])
         self._known = (take, entries[-1][0])
         logger.info(
-            "handled %d entries of %s in %.3fs%s",
-            len(entries),
+            "handled %s of %s in %.3fs%s",
+            plural(len(entries), "entry", "entries"),
             self.stream_name,
             time.monotonic() - started,
             "" if len(entries) == self.batch_size else "; caught up",

@@ -16,7 +16,7 @@ import anyio
 from . import _command, _telemetry
 from ._keys import DELAY_SUFFIX, check_name
 from ._streams import Client, decode, parse_id
-from ._worker import check_seconds, run_forever, run_step_once
+from ._worker import check_seconds, plural, run_forever, run_step_once
 from .consumer import Consumer, valid_messages
 from .errors import ArgumentError
 from .message import decode_fields
@@ -164,8 +164,8 @@ class Delayer:
         for reply in done:
             _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
         logger.info(
-            "delayed %d messages on %s by %.1fs",
-            *(len(messages), self.stream_name, self.delay),
+            "delayed %s on %s by %.1fs",
+            *(plural(len(messages), "message"), self.stream_name, self.delay),
             extra={"stream": self.stream_name, "count": len(messages)},
         )
         return len(entries)

@@ -11,7 +11,7 @@ import anyio
 from . import _command, _telemetry
 from ._keys import check_name
 from ._streams import Client, decode, keys_for, next_id, parse_id
-from ._worker import check_seconds, run_forever, run_step_once
+from ._worker import check_seconds, plural, run_forever, run_step_once
 from .errors import ArgumentError, ServerError
 from .lock import Lock, worker_lock_name
 
@@ -186,8 +186,8 @@ class Trimmer:
     def _log(self, count: int) -> None:
         if count:
             logger.info(
-                "trimmed %d entries from %s",
-                count,
+                "trimmed %s from %s",
+                plural(count, "entry", "entries"),
                 self.stream_name,
                 extra={"stream": self.stream_name, "count": count},
             )
