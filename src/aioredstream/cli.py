@@ -29,7 +29,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -160,6 +161,19 @@ async def _connect(client: Redis, url: str, what: str) -> Client:
         return cluster
 
 
+@asynccontextmanager
+async def _connected(args: argparse.Namespace) -> AsyncIterator[tuple[Client, Keys]]:
+    """A client on ``--url`` (a ``RedisCluster`` on a cluster node) and the key layout
+    that goes with it, for the one-shot commands; the client is closed afterwards."""
+    plain = _client(args)
+    client: Client = plain
+    try:
+        client = await _connect(plain, args.url, args.command)
+        yield client, Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+    finally:
+        await client.aclose()
+
+
 def _keys(args: argparse.Namespace) -> Keys:
     return Keys(args.namespace)
 
@@ -187,18 +201,12 @@ def _add_status(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def _read_status(args: argparse.Namespace) -> tuple[Status, list[str]]:
     """The report, and when it is empty without --namespace, the namespaces that have streams."""
-    keys = _keys(args)  # a bad namespace fails before anything connects
-    plain = _client(args)
-    client: Client = plain
-    try:
-        client = await _connect(plain, args.url, args.command)
-        report = await collect_status(client, keys)
+    async with _connected(args) as (client, _):
+        report = await collect_status(client, _keys(args))  # either key layout
         elsewhere: list[str] = []
         if not report.streams and args.namespace is None:
             with translate_errors("status"):
                 elsewhere = await find_namespaces(client)
-    finally:
-        await client.aclose()
     return report, elsewhere
 
 
@@ -266,11 +274,7 @@ def _entry_id(text: str) -> str:
 
 
 async def _offset(args: argparse.Namespace) -> int:
-    plain = _client(args)
-    client: Client = plain
-    try:
-        client = await _connect(plain, args.url, args.command)
-        layout = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+    async with _connected(args) as (client, layout):
         stream_key, offset_key = (
             layout.stream(args.stream),
             layout.offset(args.stream, args.consumer),
@@ -282,8 +286,6 @@ async def _offset(args: argparse.Namespace) -> int:
                 print(current if current is not None else "(none: it never committed)")
                 return 0
             return await _move_offset(args, client, stream_key, offset_key, current)
-    finally:
-        await client.aclose()
 
 
 async def _move_offset(
@@ -337,11 +339,7 @@ def _add_dead(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 async def _dead_letters(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.ids and not args.all:
         raise ArgumentError(f"dead {args.action}: name the IDs to {args.action}, or --all")
-    plain = _client(args)
-    client: Client = plain
-    try:
-        client = await _connect(plain, args.url, args.command)
-        keys = Keys(args.namespace, hash_tags=isinstance(client, RedisCluster))
+    async with _connected(args) as (client, keys):
         with translate_errors(args.command):
             letters = await _dead.dead_letters(client, keys, args.stream)
             if args.action == "list":
@@ -360,8 +358,6 @@ async def _dead_letters(args: argparse.Namespace) -> int:
                 count = await _dead.drop(client, keys, args.stream, ids)
                 print(f"dropped {plural(count, 'dead letter')} of {args.stream}")
             return 0
-    finally:
-        await client.aclose()
 
 
 # -- exporter ----------------------------------------------------------------------------
