@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream import Model, Producer
-from aioredstream.cli import format_age, main
+from aioredstream.ops.cli import format_age, main
 from aioredstream.testing import ServerProcess, free_port
 
 from .helpers import Post, User

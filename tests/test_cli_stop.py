@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from aioredstream import Keys
-from aioredstream.lock import worker_lock_name
 from aioredstream.testing import ServerProcess
+from aioredstream.workers.lock import worker_lock_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "aioredstream"

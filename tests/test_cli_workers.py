@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 
 from aioredstream import Keys, Producer
 from aioredstream.cli import main
-from aioredstream.lock import worker_lock_name
 from aioredstream.testing import ServerProcess, free_port
+from aioredstream.workers.lock import worker_lock_name
 
 from .helpers import User
 

@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream import ArgumentError, Consumer, Message, Producer, Retry, exponential
-from aioredstream._dead import dead_letters
 from aioredstream.testing import ServerProcess
+from aioredstream.workers._dead import dead_letters
 
 from .helpers import User
 from .test_cli import run

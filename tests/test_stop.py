@@ -19,9 +19,10 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from aioredstream import Consumer, Delayer, Lock, Message, Producer, Trimmer, _command
-from aioredstream._streams import parse_id
+from aioredstream import Consumer, Delayer, Lock, Message, Producer, Trimmer
+from aioredstream.send import command as _command
 from aioredstream.testing import ServerProcess
+from aioredstream.workers._streams import parse_id
 
 from .helpers import User
 

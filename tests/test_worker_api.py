@@ -16,7 +16,7 @@ from aioredstream import (
     max_stream_id,
     stream_size,
 )
-from aioredstream._streams import next_id, parse_id
+from aioredstream.workers._streams import next_id, parse_id
 
 from .helpers import decoded
 

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from ._keys import Keys
 from ._records import Model, Registry, default_registry, register
-from ._runner import Runnable, run_workers
 from ._sharding import shard_of
-from ._status import ConsumerStatus, ShardGroup, Status, StreamStatus, status
-from ._streams import max_consumer_id, max_stream_id, stream_size
-from .consumer import Consumer
-from .delayer import Delayer
 from .errors import (
     ArgumentError,
     EventLoopError,
@@ -24,11 +19,16 @@ from .errors import (
     TopologyError,
     UnsupportedError,
 )
-from .lock import Lock
-from .message import Message
+from .ops.runner import Runnable, run_workers
+from .ops.status import ConsumerStatus, ShardGroup, Status, StreamStatus, status
 from .producer import Producer
-from .retry import Retry, exponential
-from .trimmer import Trimmer
+from .workers._streams import max_consumer_id, max_stream_id, stream_size
+from .workers.consumer import Consumer
+from .workers.delayer import Delayer
+from .workers.lock import Lock
+from .workers.message import Message
+from .workers.retry import Retry, exponential
+from .workers.trimmer import Trimmer
 
 __all__ = [
     "ArgumentError",

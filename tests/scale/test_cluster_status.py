@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from aioredstream import Consumer, Delayer, Keys, Message, Producer, ServerError
-from aioredstream.cli import _connect, main
+from aioredstream.ops.cli import _connect, main
 from aioredstream.testing import ClusterDeployment
 
 from ..helpers import User

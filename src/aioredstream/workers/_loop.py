@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import anyio
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 from .lock import Lock
 
 __all__ = ["LOCK_WAIT_S", "check_seconds", "plural", "run_forever", "run_step_once"]

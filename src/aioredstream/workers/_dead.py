@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _command
-from ._keys import Keys
+from .._keys import Keys
+from ..send import command as _command
 from ._streams import Client, decode
 from .message import Message
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from . import _command
-from ._cluster import check_client
-from ._keys import DELAY_SUFFIX, Keys, untag
-from ._streams import Client, decode, parse_id
-from .send.wire import translate_errors
+from .._cluster import check_client
+from .._keys import DELAY_SUFFIX, Keys, untag
+from ..send import command as _command
+from ..send.wire import translate_errors
+from ..workers._streams import Client, decode, parse_id
 
 __all__ = [
     "ConsumerStatus",

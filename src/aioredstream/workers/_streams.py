@@ -7,10 +7,10 @@ from typing import Any, TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from . import _command
-from ._cluster import use_hash_tags
-from ._keys import Keys, check_name
-from .errors import ArgumentError
+from .._cluster import use_hash_tags
+from .._keys import Keys, check_name
+from ..errors import ArgumentError
+from ..send import command as _command
 
 __all__ = [
     "Client",

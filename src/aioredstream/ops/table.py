@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ._status import ConsumerStatus, ShardGroup, StatusReport
+from .status import ConsumerStatus, ShardGroup, StatusReport
 
 __all__ = ["format_age", "render_table"]
 

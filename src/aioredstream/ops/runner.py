@@ -16,10 +16,10 @@ from typing import Any, TypeAlias
 
 import anyio
 
-from .consumer import Consumer, Handler
-from .delayer import Delayer
-from .errors import ArgumentError
-from .trimmer import Trimmer
+from ..errors import ArgumentError
+from ..workers.consumer import Consumer, Handler
+from ..workers.delayer import Delayer
+from ..workers.trimmer import Trimmer
 
 __all__ = [
     "LOG_LEVELS",

@@ -29,9 +29,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import SlotNotCoveredError
 
-from .errors import ServerError, TopologyError
-from .send import wire
-from .send.routing import as_node_client
+from ..errors import ServerError, TopologyError
+from . import wire
+from .routing import as_node_client
 
 __all__ = ["Script", "check", "pipeline", "run", "scan", "script"]
 

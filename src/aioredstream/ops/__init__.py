@@ -1,0 +1,5 @@
+"""What operators run: status, its table, the runner of workers, and the CLI.
+
+Import ``status``/``run_workers`` from :mod:`aioredstream`; the console script is
+``aioredstream`` (``aioredstream.cli:main``). This package is the inside.
+"""

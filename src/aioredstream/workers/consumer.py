@@ -1,0 +1,275 @@
+"""The consumer: read a stream in batches under a lock, hand them to a handler, commit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from .. import _telemetry
+from .._keys import check_name
+from ..errors import ArgumentError, MessageError
+from ..send import command as _command
+from . import _dead
+from ._loop import check_seconds, plural, run_forever, run_step_once
+from ._streams import Client, decode, keys_for
+from .lock import Lock, worker_lock_name
+from .message import Message, decode_fields
+from .retry import Retry
+
+__all__ = ["Consumer", "Handler"]
+
+logger = logging.getLogger("aioredstream.consumer")
+
+Handler = Callable[[list[Message]], Awaitable[object]]
+
+
+class Consumer:
+    """Reads ``stream_name`` in batches of at most ``batch_size`` for one named consumer.
+
+    Several processes may run the same ``(stream_name, name)``: the lock
+    ``consumer:<stream_name>:<name>`` lets one work while the others stand by.
+    The committed offset (the id of the last entry of the last finished batch) is
+    stored under ``offset:<stream_name>:<name>``, as the gem stores it.
+
+    ``block`` is how long one read waits for new entries and ``backoff`` how long
+    :meth:`run` sleeps after an error (seconds). ``retry`` (a :class:`~aioredstream.Retry`)
+    retries a batch whose handler raised with growing waits, holding the lock; after
+    its last attempt the batch is retried at the longest wait, or with
+    ``dead_letter=True`` its failing messages go to ``<stream_name>.dead`` (see
+    :mod:`aioredstream.retry`). ``client`` may be a ``RedisCluster``
+    (each command goes to the node of its key); ``hash_tags`` picks the key layout as
+    for the producer: ``None`` means on for a cluster, off otherwise.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        stream_name: str,
+        name: str,
+        namespace: str | None = None,
+        batch_size: int = 1000,
+        block: float = 5.0,
+        backoff: float = 5.0,
+        hash_tags: bool | None = None,
+        retry: Retry | None = None,
+        dead_letter: bool = False,
+    ) -> None:
+        check_name(stream_name)  # "<x>.delay" is allowed: the delayer consumes those
+        if retry is not None and not isinstance(retry, Retry):
+            raise ArgumentError(f"retry must be an aioredstream.Retry or None, got {retry!r}")
+        if dead_letter and retry is None:
+            raise ArgumentError("dead_letter=True needs retry=Retry(...): after how many attempts")
+        self.retry = retry
+        self.dead_letter = bool(dead_letter)
+        check_name(name, "consumer name")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.stream_name = stream_name
+        self.name = name
+        self.batch_size = batch_size
+        self.block = check_seconds(block, "block", positive=True)
+        self.backoff = check_seconds(backoff, "backoff")
+        keys = keys_for(client, namespace, hash_tags)
+        self.keys = keys
+        self._client = client
+        self._stream_key = keys.stream(stream_name)
+        self._offset_key = keys.offset(stream_name, name)
+        #: (lock take, offset) while this consumer holds its lock: see _handle_batch
+        self._known: tuple[int, str] | None = None
+        self.lock = Lock(
+            client,
+            worker_lock_name("consumer", stream_name, name),
+            namespace=namespace,
+            hash_tags=keys.hash_tags,
+        )
+
+    async def max_committed_id(self) -> str | None:
+        """The committed offset, ``None`` before the first commit."""
+        value: Any = await _command.run(self._client, "GET", self._offset_key, key=self._offset_key)
+        return None if value is None else decode(value)
+
+    async def run(self, handler: Handler) -> None:
+        """Handle batches until cancelled, holding the lock throughout.
+
+        A same-named consumer elsewhere stands by until this one stops, fails or
+        vanishes. Errors (the handler's, the server's) are logged, release the
+        lock, and are followed by ``backoff`` seconds.
+        """
+        await run_forever(
+            self.lock,
+            lambda: self._handle_batch(handler),
+            logger=logger,
+            what=f"consumer {self.name} on {self.stream_name}",
+            backoff=self.backoff,
+        )
+
+    async def run_once(self, handler: Handler) -> int:
+        """Handle at most one batch under the lock; return how many entries were committed.
+
+        Without the lock, wait (up to 5 s, less when the holder's key expires sooner)
+        for its release and return 0. A handler error propagates and nothing is
+        committed, so the same batch comes again.
+        """
+        return await run_step_once(self.lock, lambda: self._handle_batch(handler), 0)
+
+    async def _handle_batch(self, handler: Handler) -> int:
+        # Under the lock nobody else commits this offset: read it once per take of the
+        # lock and then follow our own commits (``offset set`` needs the worker stopped).
+        take = self.lock.takes
+        if self._known is not None and self._known[0] == take:
+            offset = self._known[1]
+        else:
+            offset = await self.max_committed_id() or "0-0"
+            self._known = (take, offset)
+        entries = await self._read_after(offset)
+        if not entries:
+            return 0
+        messages = valid_messages(entries, self.stream_name)
+        started = time.monotonic()
+        if messages:
+            await self._handle(handler, messages)
+        await self.commit(entries[-1][0])
+        self._known = (take, entries[-1][0])
+        logger.info(
+            "handled %s of %s in %.3fs%s",
+            plural(len(entries), "entry", "entries"),
+            self.stream_name,
+            time.monotonic() - started,
+            "" if len(entries) == self.batch_size else "; caught up",
+            extra={
+                "stream": self.stream_name,
+                "consumer": self.name,
+                "count": len(entries),
+                "duration_s": time.monotonic() - started,
+                "caught_up": len(entries) < self.batch_size,
+            },
+        )
+        return len(entries)
+
+    async def _call(self, handler: Handler, messages: list[Message]) -> None:
+        with _telemetry.batch("consume", self.stream_name, len(messages)):
+            await handler(messages)
+
+    async def _handle(self, handler: Handler, messages: list[Message]) -> None:
+        """The handler's call for one batch, retried as ``retry`` says (else: once)."""
+        if self.retry is None:
+            await self._call(handler, messages)
+            return
+        attempts, failures = self.retry.attempts, 0
+        while True:
+            try:
+                await self._call(handler, messages)
+                return
+            except Exception as exc:
+                failures += 1
+                where = {"stream": self.stream_name, "consumer": self.name, "attempt": failures}
+                if failures >= attempts and self.dead_letter:
+                    await self._bisect(handler, messages, exc, failures)
+                    return
+                if failures == attempts:
+                    logger.error(
+                        "gave up on a batch of %s after %d attempts (%s); retrying at the "
+                        "longest wait",
+                        self.stream_name,
+                        failures,
+                        exc,
+                        exc_info=exc,
+                        extra=where,
+                    )
+                wait_s = self.retry.backoff(min(failures, attempts))
+                if failures < attempts:
+                    logger.warning(
+                        "handler failed on %s (attempt %d of %d), retrying in %.1fs: %s",
+                        *(self.stream_name, failures, attempts, wait_s, exc),
+                        extra={**where, "retry_in_s": wait_s},
+                    )
+                await anyio.sleep(wait_s)
+
+    async def _bisect(
+        self, handler: Handler, messages: list[Message], error: Exception, attempts: int
+    ) -> None:
+        """Find the messages that fail on their own: halve failing parts, in order, until
+        single messages remain; dead-letter those. Each part that succeeds or is
+        dead-lettered is committed at once, so a crash repeats work, never loses it."""
+        pending: deque[tuple[list[Message], Exception | None, int]] = deque(
+            [(messages, error, attempts)]
+        )
+        while pending:
+            part, failed, calls = pending.popleft()
+            if failed is None:
+                calls += 1
+                try:
+                    await self._call(handler, part)
+                except Exception as exc:
+                    failed = exc
+                else:
+                    await self.commit(part[-1].message_id)
+                    continue
+            if len(part) == 1:
+                [message] = part
+                await _dead.write(
+                    self._client, self.keys, self.stream_name, self.name, message, failed, calls
+                )
+                logger.error(
+                    "dead-lettered %s of %s after %d attempts: %s",
+                    *(message.message_id, self.stream_name, calls, failed),
+                    extra={
+                        "stream": self.stream_name,
+                        "consumer": self.name,
+                        "message_id": message.message_id,
+                        "attempts": calls,
+                    },
+                )
+                await self.commit(message.message_id)
+                continue
+            middle = len(part) // 2
+            pending.appendleft((part[middle:], None, calls))
+            pending.appendleft((part[:middle], None, calls))
+
+    async def read(self) -> list[tuple[str, dict[str, str]]]:
+        """The next batch after the committed offset as ``(id, fields)``, ``[]`` if none came."""
+        return await self._read_after(await self.max_committed_id() or "0-0")
+
+    async def _read_after(self, offset: str) -> list[tuple[str, dict[str, str]]]:
+        block_ms = max(1, round(self.block * 1000))
+        key = self._stream_key
+        # Raw bytes whatever decode_responses says, so a payload that is not UTF-8 is
+        # skipped as malformed instead of failing the read forever. The reply may take
+        # the block time on top of the socket timeout: an idle stream is no timeout.
+        reply: Any = await _command.run(
+            self._client,
+            *("XREAD", "COUNT", self.batch_size, "BLOCK", block_ms, "STREAMS", key, offset),
+            key=key,
+            block_s=block_ms / 1000,
+        )
+        return parse_xread(reply)
+
+    async def commit(self, message_id: str) -> None:
+        """Store ``message_id`` as the offset: reading resumes after it."""
+        await _command.run(self._client, "SET", self._offset_key, message_id, key=self._offset_key)
+
+
+def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """One stream's entries from a raw XREAD reply (RESP2 list or RESP3 map)."""
+    if not reply:
+        return []
+    # RESP3: {key: [entry, ...]}; RESP2: [[key, [entry, ...]]]
+    streams = list(reply.values()) if isinstance(reply, dict) else [item[1] for item in reply]
+    return [(decode(raw_id), decode_fields(fields)) for rows in streams for raw_id, fields in rows]
+
+
+def valid_messages(entries: list[tuple[str, dict[str, str]]], stream_name: str) -> list[Message]:
+    """Messages of well-formed entries; malformed ones are logged and left out."""
+    messages = []
+    for message_id, fields in entries:
+        try:
+            messages.append(Message(message_id, fields))
+        except MessageError as exc:
+            logger.warning("skipping malformed entry on %s: %s", stream_name, exc)
+    return messages

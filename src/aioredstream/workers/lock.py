@@ -1,0 +1,268 @@
+"""The gem's Redis lock: one holder per name, kept alive while held, waking waiters on release.
+
+Protocol (shared with the Ruby gem, so Python and Ruby workers exclude each other):
+
+- the lock key ``[<ns>:]redstream:lock:<name>`` holds the holder's random hex token;
+- acquiring is one Lua script: set the key with a 5 s expiry when it is free, or
+  refresh the expiry when it already holds our token; anything else means "taken";
+- while held, a background task repeats that script every 3 s;
+- releasing deletes the key only if it still holds our token, then replaces the list
+  ``<lock key>.notify`` with a single element, so a waiter blocked on it (``BRPOP``)
+  wakes at once.
+
+Where this differs from the gem: the keep-alive re-runs the get-or-refresh script
+rather than a bare ``EXPIRE`` (the gem's refresh would also extend a lock that
+expired and was taken by someone else), and when that script finds the lock held by
+another token, the body is cancelled at once instead of running on unprotected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from .._keys import check_name
+from ..errors import ArgumentError
+from ..send import command as _command
+from ..send.command import Script
+from ._streams import Client, keys_for
+
+__all__ = ["Lock"]
+
+logger = logging.getLogger("aioredstream.lock")
+
+# {1} when we hold the lock now; {0, pttl_ms} when someone else does.
+_GET_OR_REFRESH = Script("""
+local cur = redis.call('get', KEYS[1])
+if not cur then
+  redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+  return {1}
+elseif cur == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return {1}
+end
+return {0, redis.call('pttl', KEYS[1])}
+""")
+
+# Single-key scripts, so they run anywhere: in the Ruby layout the lock key and its
+# notify list live in different cluster slots (the hash-tag layout joins them).
+_RELEASE = Script("""
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+""")
+
+# Exactly one element, so one waiter wakes per release (the gem's MULTI of DEL + RPUSH).
+_NOTIFY = Script("""
+redis.call('del', KEYS[1])
+return redis.call('rpush', KEYS[1], '1')
+""")
+
+_RELEASE_TIMEOUT_S = 1.0
+
+
+class Lock:
+    """A named lock compatible with the gem's ``Redstream::Lock``.
+
+    ``expiry`` and ``refresh`` are seconds (the gem's 5 and 3); the refresh must come
+    well before the expiry. Use :meth:`acquire` to run a body under the lock and
+    :meth:`wait` to block until a holder releases it. ``client`` may be a
+    ``RedisCluster``; ``hash_tags`` picks the key layout as for the producer.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        *,
+        namespace: str | None = None,
+        expiry: float = 5.0,
+        refresh: float = 3.0,
+        hash_tags: bool | None = None,
+    ) -> None:
+        # Lock names are composite (``consumer:<stream>:<name>``): their parts are
+        # checked by the workers; here only emptiness and control characters matter.
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise ArgumentError(f"lock name must be a non-empty printable str, got {name!r}")
+        if not isinstance(expiry, int | float) or not expiry > 0:
+            raise ArgumentError(f"expiry must be seconds > 0, got {expiry!r}")
+        if not isinstance(refresh, int | float) or not 0 < refresh < expiry:
+            raise ArgumentError(f"refresh must be seconds > 0 and < expiry, got {refresh!r}")
+        keys = keys_for(client, namespace, hash_tags)
+        self.name = name
+        self.key = keys.lock(name)
+        self.notify_key = keys.lock_notify(name)
+        self.token = secrets.token_hex(16)  # the gem's SecureRandom.hex: 32 hex digits
+        self._client = client
+        self._expiry_ms = max(1, round(expiry * 1000))
+        self._refresh_s = float(refresh)
+        #: milliseconds the current holder's key has left (-1: no expiry), set when
+        #: :meth:`acquire` found the lock taken.
+        self.holder_ttl_ms: int | None = None
+        #: the last release woke a standby: a ``run_once`` loop lets it have the next turn
+        self.turn_given = False
+        #: how many times :meth:`acquire` took the lock: a holder's state (such as a
+        #: consumer's offset) is only valid within one take.
+        self.takes = 0
+        self._standing_by = False
+
+    async def try_acquire(self) -> bool:
+        """Take or refresh the lock once; ``False`` when another token holds it."""
+        reply: Any = await _command.script(
+            self._client,
+            _GET_OR_REFRESH,
+            [self.key],
+            [self.token, self._expiry_ms],
+            what=f"acquire lock {self.key}",
+        )
+        if int(reply[0]) == 1:
+            self.holder_ttl_ms = None
+            return True
+        self.holder_ttl_ms = int(reply[1])
+        return False
+
+    async def acquire(self, body: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``body`` while holding the lock, then release it.
+
+        Returns ``False`` without running ``body`` when the lock is taken, and also
+        when the lock was lost while ``body`` ran (``body`` is then cancelled). An
+        exception of ``body`` propagates after the release.
+        """
+        try:
+            acquired = await self.try_acquire()
+        except asyncio.CancelledError:
+            # The script may have taken the lock before its reply was read.
+            await self.release()
+            raise
+        if not acquired:
+            return False
+        self.takes += 1
+        self._standing_by = False
+        logger.info("lock %s acquired", self.key, extra={"lock": self.key, "token": self.token})
+        completed = False
+        error: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep, tg.cancel_scope)
+                try:
+                    await body()
+                    completed = True
+                except Exception as exc:  # re-raised below, outside the task group
+                    error = exc
+                tg.cancel_scope.cancel()
+        finally:
+            await self.release()
+        if error is not None:
+            raise error
+        return completed
+
+    async def _keep(self, scope: anyio.CancelScope) -> None:
+        last_ok = anyio.current_time()
+        expiry_s = self._expiry_ms / 1000
+        while True:
+            await anyio.sleep(self._refresh_s)
+            try:
+                # A stalled server must not outlast the key: once it would have expired,
+                # someone else may hold the lock, so the work has to stop.
+                with anyio.fail_after(max(0.0, expiry_s - (anyio.current_time() - last_ok))):
+                    held = await self.try_acquire()
+            except Exception as exc:
+                # A blip: keep trying until the key would have expired on the server.
+                if anyio.current_time() - last_ok < self._expiry_ms / 1000:
+                    logger.warning("could not refresh lock %s, retrying: %s", self.key, exc)
+                    continue
+                logger.error("lock %s not refreshed within its expiry, stopping: %s", self.key, exc)
+                held = False
+            if not held:
+                logger.warning("lost lock %s to another holder; stopping the work", self.key)
+                scope.cancel()
+                return
+            last_ok = anyio.current_time()
+
+    async def release(self) -> None:
+        """Delete the key if it still holds our token and wake one waiter (bounded, shielded).
+
+        A cancellation that arrives meanwhile waits until the release is done (at most
+        1 s): an anyio shield keeps out anyio's cancellations, but not a plain
+        ``Task.cancel()``, so the release also runs in a task of its own.
+        """
+        releasing = asyncio.ensure_future(self._release())
+        with anyio.CancelScope(shield=True):  # anyio's cancellations wait for it...
+            try:
+                await asyncio.shield(releasing)
+            except asyncio.CancelledError:  # ...and so does a plain Task.cancel()
+                await asyncio.wait({releasing})
+                raise
+
+    async def _release(self) -> None:
+        with anyio.move_on_after(_RELEASE_TIMEOUT_S) as scope:
+            try:
+                what = f"release lock {self.key}"
+                await _command.script(self._client, _RELEASE, [self.key], [self.token], what=what)
+                await _command.script(self._client, _NOTIFY, [self.notify_key], [], what=what)
+            except Exception as exc:
+                # It expires on its own; the body's outcome matters more than this.
+                logger.warning("could not release lock %s: %s", self.key, exc)
+        if scope.cancelled_caught:
+            logger.warning("releasing lock %s timed out; it expires on its own", self.key)
+
+    async def woke_a_standby(self) -> bool:
+        """After :meth:`release`: whether a standby blocked on the notify list took its
+        element (the server hands it to a blocked ``BRPOP`` before it runs our next
+        command), i.e. someone is about to try the lock. ``False`` if the server cannot
+        say: only the order of turns is at stake."""
+        try:
+            length: Any = await _command.run(
+                self._client, "LLEN", self.notify_key, key=self.notify_key
+            )
+        except Exception as exc:
+            logger.debug("could not look for standbys of lock %s: %s", self.key, exc)
+            return False
+        return int(length) == 0
+
+    async def standby(self, max_wait: float = 5.0) -> None:
+        """After a failed :meth:`acquire`: wait for a release, or until the holder's key expires.
+
+        A holder that vanished without releasing leaves a key that expires on its
+        own, so a standby tries again by then rather than after the full ``max_wait``.
+        """
+        ttl_ms = self.holder_ttl_ms
+        wait_s = max_wait if ttl_ms is None or ttl_ms < 0 else min(max_wait, ttl_ms / 1000)
+        if not self._standing_by:  # once per stretch of standing by, not every wait
+            self._standing_by = True
+            logger.info(
+                "standing by for lock %s (the holder's key expires in %s)",
+                self.key,
+                "-" if ttl_ms is None else f"{ttl_ms / 1000:.1f}s",
+                extra={"lock": self.key, "holder_ttl_ms": ttl_ms},
+            )
+        await self.wait(wait_s + 0.01)
+
+    async def wait(self, max_wait: float) -> bool:
+        """Block until a holder releases the lock, at most ``max_wait`` s; ``True`` if woken."""
+        if max_wait <= 0:
+            return False
+        # The read waits for the socket timeout on top of the block: no timeout when idle.
+        reply: Any = await _command.run(
+            self._client,
+            "BRPOP",
+            self.notify_key,
+            f"{max(max_wait, 0.01):.3f}",
+            key=self.notify_key,
+            block_s=max_wait,
+        )
+        return reply is not None
+
+
+def worker_lock_name(kind: str, stream_name: str, worker_name: str | None = None) -> str:
+    """The gem's lock names: ``consumer:<stream>:<name>`` and ``trimmer:<stream>``."""
+    check_name(stream_name)
+    if worker_name is None:
+        return f"{kind}:{stream_name}"
+    return f"{kind}:{stream_name}:{check_name(worker_name, 'consumer name')}"
