@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream import Model, Producer
-from aioredstream.ops.cli import format_age, main
+from aioredstream.ops.cli import main
+from aioredstream.ops.table import format_age
 from aioredstream.testing import ServerProcess, free_port
 
 from .helpers import Post, User

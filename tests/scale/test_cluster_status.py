@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from aioredstream import Consumer, Delayer, Keys, Message, Producer, ServerError
-from aioredstream.ops.cli import _connect, main
+from aioredstream.ops._cli_common import connect
+from aioredstream.ops.cli import main
 from aioredstream.testing import ClusterDeployment
 
 from ..helpers import User
@@ -65,7 +66,7 @@ async def test_status_on_a_cluster_finds_every_primarys_streams_and_groups_shard
 
 async def test_a_cluster_node_url_gives_a_cluster_client(cluster: ClusterDeployment) -> None:
     plain = Redis.from_url(cluster.nodes[0].url)
-    client = await _connect(plain, cluster.nodes[0].url, "test")
+    client = await connect(plain, cluster.nodes[0].url, "test")
     try:
         assert isinstance(client, RedisCluster)
         assert len(client.get_primaries()) == 3
@@ -116,5 +117,5 @@ async def test_a_cluster_node_url_with_a_database_other_than_0_fails_clearly(
     plain = Redis.from_url(url)
     # Redis: "SELECT is not allowed in cluster mode"; Valkey: "DB index is out of range"
     with pytest.raises(ServerError, match=r"^test: (SELECT is not allowed|DB index is out)"):
-        await _connect(plain, url, "test")
+        await connect(plain, url, "test")
     await plain.aclose()

@@ -1,0 +1,188 @@
+"""The CLI's worker commands: ``delayer``, ``trimmer`` and ``consume``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from .._keys import check_name
+from .._sharding import stream_names
+from ..workers._streams import Client
+from ..workers.consumer import Consumer, Handler
+from ..workers.delayer import Delayer
+from ..workers.trimmer import Trimmer
+from ._cli_common import Work, checked, client_for, connect, name_list, positive_int, seconds
+from .runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
+
+
+def _worker_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "stream", metavar="STREAM", type=checked(check_name), help="stream name, e.g. users"
+    )
+    parent.add_argument(
+        "--shards",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="STREAM is sharded over N streams: run one worker on each of STREAM-0 .. STREAM-<N-1>",
+    )
+    parent.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="log to stderr from this level on (default: %(default)s)",
+    )
+    return parent
+
+
+def add_delayer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    delayer = commands.add_parser(
+        "delayer",
+        parents=[*parents, _worker_options()],
+        help="replay delay messages older than --delay into their stream",
+        description="Run the delayer of STREAM until Ctrl-C or SIGTERM.",
+    )
+    delayer.add_argument(
+        "--delay", type=seconds, required=True, help="age in seconds after which to replay"
+    )
+    delayer.set_defaults(run=_delayer, check=_check_delayer, parser=delayer)
+
+
+def _check_delayer(args: argparse.Namespace) -> None:
+    for stream in stream_names(args.stream, args.shards):
+        Delayer.check_stream_name(stream)
+
+
+async def _delayer(args: argparse.Namespace) -> int:
+    def build(client: Client, stream: str) -> Work:
+        delayer = Delayer(client, stream_name=stream, delay=args.delay, namespace=args.namespace)
+        return delayer.run
+
+    return await _run_worker(args, build, "delayer")
+
+
+def add_trimmer(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    trimmer = commands.add_parser(
+        "trimmer",
+        parents=[*parents, _worker_options()],
+        help="delete the entries every named consumer has committed",
+        description="Run the trimmer of STREAM until Ctrl-C or SIGTERM.",
+    )
+    trimmer.add_argument(
+        "--consumers",
+        type=name_list,
+        required=True,
+        help="every consumer that reads STREAM, comma-separated (e.g. indexer,cache)",
+    )
+    trimmer.add_argument(
+        "--interval",
+        type=seconds,
+        default=30.0,
+        help="seconds to sleep when nothing was trimmed (default: %(default)s)",
+    )
+    trimmer.set_defaults(run=_trimmer)
+
+
+async def _trimmer(args: argparse.Namespace) -> int:
+    names: list[str] = args.consumers
+
+    def build(client: Client, stream: str) -> Work:
+        trimmer = Trimmer(
+            client,
+            stream_name=stream,
+            consumer_names=names,
+            interval=args.interval,
+            namespace=args.namespace,
+        )
+        return trimmer.run
+
+    return await _run_worker(args, build, "trimmer")
+
+
+def add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    consume = commands.add_parser(
+        "consume",
+        parents=[*parents, _worker_options()],
+        help="hand batches of STREAM to an async handler and commit them",
+        description="Run consumer NAME of STREAM until Ctrl-C or SIGTERM. The handler is "
+        "an async function taking list[aioredstream.Message], imported from the working "
+        "directory or the installed packages.",
+    )
+    consume.add_argument(
+        "--name",
+        type=checked(lambda text: check_name(text, "consumer name")),
+        required=True,
+        help="consumer name (its lock and offset)",
+    )
+    consume.add_argument(
+        "--handler",
+        type=checked(load_handler),
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="e.g. myapp.sync:reindex",
+    )
+    consume.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1000,
+        help="most entries per batch (default: %(default)s)",
+    )
+    consume.set_defaults(run=_consume)
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    def build(client: Client, stream: str) -> Work:
+        consumer = Consumer(
+            client,
+            stream_name=stream,
+            name=args.name,
+            namespace=args.namespace,
+            batch_size=args.batch_size,
+        )
+        handler: Handler = args.handler
+        return lambda: consumer.run(handler)
+
+    return await _run_worker(args, build, f"consumer {args.name}")
+
+
+def _together(works: list[Work]) -> Work:
+    """One worker per shard in one task group: each keeps its own lock and backoff."""
+    if len(works) == 1:
+        return works[0]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            for work in works:
+                tg.start_soon(work)
+
+    return run
+
+
+async def _run_worker(
+    args: argparse.Namespace, build: Callable[[Client, str], Work], kind: str
+) -> int:
+    """Check the arguments, PING, then run until a signal; the client is closed in any case."""
+    streams = stream_names(args.stream, args.shards)
+    what = f"{kind} on {args.stream}"
+    if args.shards is not None:
+        what += f" ({args.shards} shards: {streams[0]} .. {streams[-1]})"
+    plain = client_for(args)
+    client: Client = plain
+    try:
+        work = _together([build(client, s) for s in streams])  # ArgumentError before connecting
+        with log_to_stderr(args.log_level):
+            connected = await connect(plain, args.url, f"{args.command}: PING")
+            if connected is not client:  # a cluster: built again for it (hash tags)
+                client = connected
+                work = _together([build(client, s) for s in streams])
+            return await run_until_signalled(work, what)
+    finally:
+        await client.aclose()
+
+
+# -- main --------------------------------------------------------------------------------
