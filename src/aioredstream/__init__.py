@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._keys import Keys
 from ._records import Model, Registry, default_registry, register
 from ._sharding import shard_of
+from ._version import __version__ as __version__
 from .errors import (
     ArgumentError,
     EventLoopError,
@@ -68,5 +69,3 @@ __all__ = [
     "status",
     "stream_size",
 ]
-
-__version__ = "0.1.0"

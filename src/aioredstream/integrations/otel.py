@@ -189,7 +189,7 @@ def instrument(
     Without arguments the global providers are used (``trace.set_tracer_provider``
     and ``metrics.set_meter_provider``). Calling it again replaces the providers.
     """
-    from .. import __version__
+    from .._version import __version__
 
     tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
     meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)

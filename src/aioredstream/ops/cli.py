@@ -30,7 +30,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ArgumentError, RedstreamError
 from ._cli_common import Run, connection_options
 from ._cli_inspect import add_dead, add_exporter, add_offset, add_status
