@@ -205,6 +205,65 @@ def test_message_refuses_entries_without_a_json_payload() -> None:
         Message("1-2", {"payload": b"\xff".decode("utf-8", "surrogateescape")})
 
 
+PAYLOADS = [
+    b'{"id":1}',
+    b' {"id":1} ',  # whitespace around: still JSON
+    b'{"name":"\xc3\xa9"}',  # UTF-8 beyond ASCII
+    b'"\xed\xa0\x80"',  # an encoded lone surrogate: json.loads takes it (surrogatepass)
+    b"\xef\xbb\xbf" + b'{"id":1}',  # a UTF-8 BOM: json.loads skips it
+    '{"id":1}'.encode("utf-16"),  # json.loads detects UTF-16 and UTF-32, BOM or not
+    '{"id":1}'.encode("utf-16-le"),
+    '{"id":1}'.encode("utf-16-be"),
+    '{"id":1}'.encode("utf-32-le"),
+    b'"\x00"',  # a NUL that is not an encoding's mark (JSON refuses it in a string)
+    b"7",
+    b"[]x",
+    b"{",
+    b"\xff",
+    b"",
+]
+
+
+@pytest.mark.parametrize("raw", PAYLOADS)
+def test_a_raw_entry_parses_as_json_loads_parses_its_payload_bytes(raw: bytes) -> None:
+    """Message.from_entry (the consumer's path) skips json.loads' encoding detection
+    only where the detection cannot change the result."""
+    import json
+
+    def outcome(parse: Any) -> str:
+        try:
+            return repr(parse())
+        except (ValueError, MessageError):
+            return "refused"
+
+    expected = outcome(lambda: json.loads(raw))
+    assert outcome(lambda: Message.from_entry("1-0", [b"payload", raw]).payload) == expected
+    escaped = raw.decode("utf-8", "surrogateescape")
+    assert outcome(lambda: Message("1-0", {"payload": escaped}).payload) == expected
+
+
+async def test_entries_with_other_or_repeated_fields_carry_them_as_a_dict_does(
+    client: Redis,
+) -> None:
+    """Only ``[payload, value]`` entries take the shortcut; the rest decode every field."""
+    await client.xadd(STREAM, {"source": "ruby", "payload": '{"id":1}'})
+    await client.xadd(STREAM, {"payload": b'{"id":2}', "note": b"\xff"})
+    # a field given twice: the last one counts, as in a dict of the fields
+    execute: Any = client.execute_command
+    await execute("XADD", STREAM, "*", "payload", '{"id":3}', "payload", "[4]")
+    got: list[Message] = []
+
+    async def handler(messages: list[Message]) -> None:
+        got.extend(messages)
+
+    await Consumer(client, stream_name="users", name="c", block=0.05).run_once(handler)
+    assert [(m.payload, m.fields, m.raw_payload) for m in got] == [
+        ({"id": 1}, {"source": "ruby", "payload": '{"id":1}'}, b'{"id":1}'),
+        ({"id": 2}, {"payload": '{"id":2}', "note": "\udcff"}, b'{"id":2}'),
+        ([4], {"payload": "[4]"}, b"[4]"),
+    ]
+
+
 async def test_cancelling_run_mid_handler_commits_nothing_releases_the_lock_leaves_no_task(
     client: Redis,
 ) -> None:

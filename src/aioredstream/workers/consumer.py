@@ -127,30 +127,35 @@ class Consumer:
         else:
             offset = await self.max_committed_id() or "0-0"
             self._known = (take, offset)
-        entries = await self._read_after(offset)
-        if not entries:
+        rows = _rows(await self._xread(offset))
+        if not rows:
             return 0
-        messages = valid_messages(entries, self.stream_name)
+        messages = batch_messages(rows, self.stream_name)
         started = time.monotonic()
         if messages:
             await self._handle(handler, messages)
-        await self.commit(entries[-1][0])
-        self._known = (take, entries[-1][0])
+        last_id = decode(rows[-1][0])
+        await self.commit(last_id)
+        self._known = (take, last_id)
+        if logger.isEnabledFor(logging.INFO):
+            self._log_batch(len(rows), time.monotonic() - started)
+        return len(rows)
+
+    def _log_batch(self, count: int, duration_s: float) -> None:
         logger.info(
             "handled %s of %s in %.3fs%s",
-            plural(len(entries), "entry", "entries"),
+            plural(count, "entry", "entries"),
             self.stream_name,
-            time.monotonic() - started,
-            "" if len(entries) == self.batch_size else "; caught up",
+            duration_s,
+            "" if count == self.batch_size else "; caught up",
             extra={
                 "stream": self.stream_name,
                 "consumer": self.name,
-                "count": len(entries),
-                "duration_s": time.monotonic() - started,
-                "caught_up": len(entries) < self.batch_size,
+                "count": count,
+                "duration_s": duration_s,
+                "caught_up": count < self.batch_size,
             },
         )
-        return len(entries)
 
     async def _call(self, handler: Handler, messages: list[Message]) -> None:
         with _telemetry.batch("consume", self.stream_name, len(messages)):
@@ -237,31 +242,53 @@ class Consumer:
         return await self._read_after(await self.max_committed_id() or "0-0")
 
     async def _read_after(self, offset: str) -> list[tuple[str, dict[str, str]]]:
+        return parse_xread(await self._xread(offset))
+
+    async def _xread(self, offset: str) -> Any:
+        """The raw ``XREAD`` reply for the entries after ``offset``."""
         block_ms = max(1, round(self.block * 1000))
         key = self._stream_key
         # Raw bytes whatever decode_responses says, so a payload that is not UTF-8 is
         # skipped as malformed instead of failing the read forever. The reply may take
         # the block time on top of the socket timeout: an idle stream is no timeout.
-        reply: Any = await _command.run(
+        return await _command.run(
             self._client,
             *("XREAD", "COUNT", self.batch_size, "BLOCK", block_ms, "STREAMS", key, offset),
             key=key,
             block_s=block_ms / 1000,
         )
-        return parse_xread(reply)
 
     async def commit(self, message_id: str) -> None:
         """Store ``message_id`` as the offset: reading resumes after it."""
         await _command.run(self._client, "SET", self._offset_key, message_id, key=self._offset_key)
 
 
-def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    """One stream's entries from a raw XREAD reply (RESP2 list or RESP3 map)."""
+def _rows(reply: Any) -> list[Any]:
+    """One stream's raw ``[id, fields]`` rows from an XREAD reply (RESP2 list or RESP3 map)."""
     if not reply:
         return []
-    # RESP3: {key: [entry, ...]}; RESP2: [[key, [entry, ...]]]
+    # RESP3: {key: [entry, ...]}; RESP2: [[key, [entry, ...]]]; XREAD names one stream
     streams = list(reply.values()) if isinstance(reply, dict) else [item[1] for item in reply]
-    return [(decode(raw_id), decode_fields(fields)) for rows in streams for raw_id, fields in rows]
+    return streams[0] if len(streams) == 1 else [row for rows in streams for row in rows]
+
+
+def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """One stream's entries from a raw XREAD reply, ids and fields as ``str``."""
+    return [(decode(raw_id), decode_fields(fields)) for raw_id, fields in _rows(reply)]
+
+
+def batch_messages(rows: list[Any], stream_name: str) -> list[Message]:
+    """Messages of raw ``[id, fields]`` rows, each payload decoded once; malformed entries
+    are logged and left out, as :func:`valid_messages` does."""
+    messages: list[Message] = []
+    append = messages.append
+    from_entry = Message.from_entry
+    for raw_id, fields in rows:
+        try:
+            append(from_entry(raw_id.decode(), fields))
+        except MessageError as exc:
+            logger.warning("skipping malformed entry on %s: %s", stream_name, exc)
+    return messages
 
 
 def valid_messages(entries: list[tuple[str, dict[str, str]]], stream_name: str) -> list[Message]:
