@@ -7,14 +7,16 @@ slot map and nodes, ``send/wire.py``'s hiredis reader and everything above run a
 production. A scripted server is not a Redis: it records every command it is sent,
 answers the few the producer sends (``XADD`` with a fresh id, ``XDEL``, ``WAIT`` /
 ``WAITAOF`` with the acknowledgement counts a test sets, ``ASKING``, ``CLUSTER
-SLOTS`` from the test's slot map) and answers a command the test scripted
-(:meth:`ScriptedServer.script`) with the reply the test gives, applying nothing.
+SLOTS`` from the test's slot map, the producer's one script: ``XADD`` then
+``XDEL``) and answers a command the test scripted (:meth:`ScriptedServer.script`)
+with the reply the test gives, applying nothing.
 Anything else gets an error reply, so a test sees a command it did not expect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -90,6 +92,12 @@ class ScriptedServer:
             return b":%d\r\n" % self.replicas
         if name == b"WAITAOF":
             return _array([b":%d\r\n" % self.aof[0], b":%d\r\n" % self.aof[1]])
+        if name == b"SCRIPT" and command[1].upper() == b"LOAD":
+            return _bulk(hashlib.sha1(command[2]).hexdigest().encode())
+        if name == b"EVALSHA":  # the producer's one script: XADD KEYS[1], XDEL KEYS[2]
+            message_id = self._add(command[3], command[5])
+            self.deleted.append((command[4], [command[6]]))
+            return _bulk(message_id)
         if name == b"HELLO":  # the handshake of a RESP3 client (redis-py 8's default)
             return b"%%1\r\n$5\r\nproto\r\n:%b\r\n" % command[1]
         if name in (b"ASKING", b"CLIENT"):

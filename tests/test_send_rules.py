@@ -141,6 +141,38 @@ async def test_a_single_call_that_is_redirected_is_sent_again_once(
     }
 
 
+async def test_a_single_queue_call_that_is_redirected_deletes_on_the_new_owner(
+    cluster: Cluster, cluster_producer: Producer
+) -> None:
+    delay_id = await cluster_producer.delay(User(1))
+    cluster.move(USERS_SLOT, 7000)
+    cluster[7002].script(
+        lambda c: c[0] == b"EVALSHA", error(f"MOVED {USERS_SLOT} 127.0.0.1:7000"), times=100
+    )
+    assert await cluster_producer.queue(User(1), delay_message_id=delay_id)
+    # sent again as XADD, then (it succeeded) XDEL, both on the new owner
+    assert landed(cluster, b"redstream:stream:{users}") == {"127.0.0.1:7000": [b'{"id":1}']}
+    assert cluster[7000].deleted == [(USERS_DELAY, [delay_id.encode()])]
+    assert cluster[7002].deleted == []
+
+
+async def test_a_refused_single_queue_call_keeps_its_delay_message() -> None:
+    client, server = node_client()
+    producer = Producer(client)
+    try:
+        delay_id = await producer.delay(User(1))
+        server.script(lambda c: c[0] == b"EVALSHA", error(OOM))
+        with pytest.raises(ServerError, match="XADD") as caught:
+            await producer.queue(User(1), delay_message_id=delay_id)
+        assert OOM in str(caught.value)
+        await producer.queue(User(2), delay_message_id=delay_id)  # the script is loaded
+    finally:
+        await client.aclose()
+    assert server.payloads(NODE_STREAM) == [b'{"id":2}']
+    assert server.deleted == [(NODE_DELAY, [delay_id.encode()])]  # by the second call only
+    assert len(server.sent(b"SCRIPT")) == 1
+
+
 async def test_redirects_that_never_end_raise_topology_error_after_three(
     cluster: Cluster, cluster_producer: Producer
 ) -> None:
@@ -333,38 +365,58 @@ async def test_a_refused_delay_write_names_its_record(failed: int) -> None:
     assert b'{"id":%d}' % failed not in server.payloads(NODE_DELAY)
 
 
+@pytest.mark.parametrize("streams", [1, 2], ids=["one stream", "two streams"])
 @pytest.mark.parametrize("failed", [0, 4, 6])
 async def test_the_queue_half_deletes_exactly_the_delay_ids_whose_xadd_succeeded(
-    failed: int,
+    failed: int, streams: int
 ) -> None:
     client, server = node_client()
     producer = Producer(client, slice_size=3)
-    users = [User(i) for i in range(7)]
+    records = [User(i) if streams == 1 or i % 2 else Post(i) for i in range(7)]
+    delay_key = [b"redstream:stream:%bs.delay" % type(r).__name__.lower().encode() for r in records]
     try:
-        ids = await producer.bulk_delay(users)
+        ids = await producer.bulk_delay(records)
         server.script(
-            lambda c: c[0] == b"XADD" and c[1] == NODE_STREAM and c[-1] == b'{"id":%d}' % failed,
+            lambda c: c[0] == b"XADD" and b".delay" not in c[1] and c[-1] == b'{"id":%d}' % failed,
             error(OOM),
         )
         with pytest.raises(ServerError) as caught:
-            await producer.bulk_queue(users, delay_message_ids=ids)
+            await producer.bulk_queue(records, delay_message_ids=ids)
     finally:
         await client.aclose()
     assert f"record at index {failed}" in str(caught.value)
     assert OOM in str(caught.value)
-    deleted = [i.decode() for key, batch in server.deleted for i in batch]
-    assert {key for key, _ in server.deleted} == {NODE_DELAY}
-    assert ids[failed] not in deleted  # the delayer will queue it
-    # every other record whose queue message was written lost its delay message, once
-    written = set(server.payloads(NODE_STREAM))
+    deleted = [(key, i.decode()) for key, batch in server.deleted for i in batch]
+    assert ids[failed] not in {i for _, i in deleted}  # the delayer will queue it
+    # every other record whose queue message was written lost its delay message, from
+    # its own delay stream, once
+    written = {p for key in (NODE_STREAM, b"redstream:stream:posts") for p in server.payloads(key)}
     assert sorted(deleted) == sorted(
-        ids[i] for i in range(7) if b'{"id":%d}' % i in written and i != failed
+        (delay_key[i], ids[i]) for i in range(7) if b'{"id":%d}' % i in written and i != failed
     )
-    assert len(deleted) == len(set(deleted))
     # what was sent before the refusal was read went through: the slice of the refusal
     # and every slice before it
     through = min(failed // 3 * 3 + 3, 7)
     assert {b'{"id":%d}' % i for i in range(through) if i != failed} <= written
+
+
+async def test_after_a_refused_queue_write_no_further_slice_is_sent() -> None:
+    client, server = node_client()
+    producer = Producer(client, slice_size=1)
+    users = [User(i) for i in range(12)]
+    try:
+        ids = await producer.bulk_delay(users)
+        server.script(lambda c: c[0] == b"XADD" and c[1] == NODE_STREAM, error(OOM))
+        with pytest.raises(ServerError, match="record at index 0"):
+            await producer.bulk_queue(users, delay_message_ids=ids)
+    finally:
+        await client.aclose()
+    sent = [c[-1] for c in server.sent(b"XADD") if c[1] == NODE_STREAM]
+    # the slices already in flight when the refusal was read, and no more
+    assert 1 < len(sent) < len(users)
+    assert sent == [b'{"id":%d}' % i for i in range(len(sent))]
+    deleted = [i.decode() for _, batch in server.deleted for i in batch]
+    assert sorted(deleted) == sorted(ids[1 : len(sent)])  # the unsent keep theirs
 
 
 async def test_bulk_on_a_cluster_keeps_the_refused_records_delay_message(
