@@ -332,9 +332,13 @@ class Router:
         connections and re-read the slot map before the next call."""
         self._stale = True
         logger.info("cluster node %s failed mid-call: %s", node.name, error)
-        node.update_active_connections_for_reconnect()
         with anyio.CancelScope(shield=True):
-            await node.disconnect_free_connections()
+            if hasattr(node, "disconnect_free_connections"):
+                node.update_active_connections_for_reconnect()
+                await node.disconnect_free_connections()
+            else:  # redis-py 6.2 (the floor) has neither: its idle connections are in _free
+                for conn in list(node._free):
+                    await conn.disconnect()
 
     async def _raise_first(self, nodes: list[ClusterNode], results: list[Any]) -> None:
         """Raise what the node groups raised: bugs, then lost nodes, then command errors,
