@@ -38,7 +38,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
-from redis.exceptions import SlotNotCoveredError
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from ..errors import (
     RedstreamError,
@@ -231,25 +231,29 @@ class Router:
         self._known = False  # the client has read the slot map once
 
     async def owners(self, slots: Iterable[int]) -> dict[int, ClusterNode]:
-        with wire.translate_errors("cluster slot map"):
-            if self._stale:  # stays set until a refresh succeeds
-                await self.client.nodes_manager.initialize()
-                self._stale = False
-            await self.client.initialize()  # a no-op once the client knows the cluster
+        try:
+            with wire.translate_errors("cluster slot map"):
+                if self._stale:  # stays set until a refresh succeeds
+                    await self.client.nodes_manager.initialize()
+                    self._stale = False
+                await self.client.initialize()  # a no-op once the client knows the cluster
+        except RedisClusterException as exc:  # not a RedisError: e.g. "All slots are not covered"
+            raise TopologyError(f"cluster slot map: {exc}") from exc
         self._known = True
         manager = self.client.nodes_manager
         try:
             return {slot: manager.get_node_from_slot(slot) for slot in set(slots)}
-        except SlotNotCoveredError as exc:
+        except (SlotNotCoveredError, KeyError) as exc:  # KeyError: a slot the map lacks
             self._stale = True
-            raise TopologyError(f"cluster slot map: {exc}") from exc
+            words = f"no node serves slot {exc}" if isinstance(exc, KeyError) else exc
+            raise TopologyError(f"cluster slot map: {words}") from exc
 
     async def owner(self, slot: int) -> ClusterNode:
         """The node of one slot: the slot map's answer at once while it is current."""
         if self._known and not self._stale:
             try:
                 return self.client.nodes_manager.get_node_from_slot(slot)
-            except SlotNotCoveredError:
+            except (SlotNotCoveredError, KeyError):
                 pass  # the slow path marks the map stale and raises
         return (await self.owners((slot,)))[slot]
 
@@ -328,9 +332,13 @@ class Router:
         connections and re-read the slot map before the next call."""
         self._stale = True
         logger.info("cluster node %s failed mid-call: %s", node.name, error)
-        node.update_active_connections_for_reconnect()
         with anyio.CancelScope(shield=True):
-            await node.disconnect_free_connections()
+            if hasattr(node, "disconnect_free_connections"):
+                node.update_active_connections_for_reconnect()
+                await node.disconnect_free_connections()
+            else:  # redis-py 6.2 (the floor) has neither: its idle connections are in _free
+                for conn in list(node._free):
+                    await conn.disconnect()
 
     async def _raise_first(self, nodes: list[ClusterNode], results: list[Any]) -> None:
         """Raise what the node groups raised: bugs, then lost nodes, then command errors,
