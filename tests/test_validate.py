@@ -102,7 +102,7 @@ async def test_every_place_that_takes_an_id_refuses_the_same_ones(
     ``offset set`` share one rule: the producer accepted ``1-2`` only, the workers also
     ``6``, and ``commit`` anything."""
     expected = re.escape(f"must be a stream id like '1700000000000-0' (<ms>-<seq>), got {bad!r}")
-    with pytest.raises(ArgumentError, match="^stream id " + expected):
+    with pytest.raises(ArgumentError, match="^id " + expected):
         parse_id(bad)
     with pytest.raises(ArgumentError, match=r"^delay_message_ids\[1\] " + expected):
         await Producer(idle).bulk_queue([object(), object()], ["1-1", bad])  # type: ignore[list-item]

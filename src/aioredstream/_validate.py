@@ -13,6 +13,7 @@ unsigned 64-bit decimal number.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .errors import ArgumentError
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_flag",
     "check_id",
     "check_id_bytes",
+    "check_ids_bytes",
     "check_lock_name",
     "check_name",
     "check_number",
@@ -41,6 +43,7 @@ _MAX_ID_PART = 2**64 - 1
 #   whitespace and control characters: invisible or ambiguous in logs and tooling.
 _BAD_CHARS = re.compile(r"[:{}*?\[\]\\\s\x00-\x1f\x7f]")
 _ID = re.compile(rb"([0-9]+)-([0-9]+)")
+_SHORT_ID = re.compile(rb"[0-9]{1,19}-[0-9]{1,19}")  # always within 64 bits
 
 
 def _is_number(value: object) -> bool:
@@ -119,33 +122,37 @@ def check_lock_name(value: object, name: str = "lock name") -> str:
     return value
 
 
-def _id_bytes(value: object, name: str) -> bytes:
+def _id_bytes(value: object, name: str, index: int | None = None) -> bytes:
     raw = value.encode("utf-8", "replace") if isinstance(value, str) else value
-    if not isinstance(raw, bytes):
-        raw = b""  # never an id; the message shows ``value``
-    match = _ID.fullmatch(raw)
-    # up to 19 digits always fit in 64 bits: only longer parts need the comparison
-    if match is None or (
-        (len(match[1]) > 19 or len(match[2]) > 19)
-        and not (int(match[1]) <= _MAX_ID_PART and int(match[2]) <= _MAX_ID_PART)
-    ):
+    if raw.__class__ is bytes and _SHORT_ID.fullmatch(raw):
+        return raw
+    # A part of 20 digits may still fit in 64 bits; anything else is refused.
+    match = _ID.fullmatch(raw) if isinstance(raw, bytes) else None
+    if match is None or not (int(match[1]) <= _MAX_ID_PART and int(match[2]) <= _MAX_ID_PART):
+        what = name if index is None else f"{name}[{index}]"
         raise ArgumentError(
-            f"{name} must be a stream id like '1700000000000-0' (<ms>-<seq>), got {value!r}"
+            f"{what} must be a stream id like '1700000000000-0' (<ms>-<seq>), got {value!r}"
         )
-    return raw
+    return match[0]
 
 
-def check_id(value: object, name: str = "stream id") -> str:
+def check_id(value: object, name: str = "id") -> str:
     """``value`` (``str`` or ``bytes``) as a ``str`` if it is a stream entry id ``<ms>-<seq>``."""
     return _id_bytes(value, name).decode()
 
 
-def check_id_bytes(value: object, name: str = "stream id") -> bytes:
+def check_ids_bytes(values: Iterable[object], name: str) -> list[bytes]:
+    """:func:`check_id` of every value, as ``bytes`` (the producer sends ids as they came);
+    an error names the position: ``name[3]``."""
+    return [_id_bytes(value, name, index) for index, value in enumerate(values)]
+
+
+def check_id_bytes(value: object, name: str = "id") -> bytes:
     """:func:`check_id` for the producer, which sends the id as it came, as ``bytes``."""
     return _id_bytes(value, name)
 
 
-def parse_id(value: object, name: str = "stream id") -> tuple[int, int]:
+def parse_id(value: object, name: str = "id") -> tuple[int, int]:
     """A stream entry id ``"<ms>-<seq>"`` as a pair of ints, so ids compare numerically
     (``"1-10" > "1-9"``)."""
     ms, _, seq = _id_bytes(value, name).partition(b"-")

@@ -15,7 +15,7 @@ from ._keys import DELAY_SUFFIX, Keys
 from ._packing import Slice, Target, pack_slices
 from ._records import PerRecord, Registry, StreamSpec, default_registry, payload_error
 from ._sharding import Sharded
-from ._validate import check_count, check_id_bytes, check_seconds
+from ._validate import check_count, check_id_bytes, check_ids_bytes, check_seconds
 from .errors import ArgumentError
 from .send.acks import Acks
 from .send.base import Sender
@@ -246,7 +246,7 @@ def _check_ids(ids: Sequence[str | bytes], count: int) -> list[bytes]:
     if isinstance(ids, str | bytes) or len(ids) != count:
         got = "a single id" if isinstance(ids, str | bytes) else f"{len(ids)} ids"
         raise ArgumentError(f"delay_message_ids has {got} for {count} records")
-    return [check_id_bytes(value, f"delay_message_ids[{index}]") for index, value in enumerate(ids)]
+    return check_ids_bytes(ids, "delay_message_ids")
 
 
 def _count(slices: list[Slice]) -> int:
