@@ -55,8 +55,11 @@ class RedstreamError(Exception):
     """Base class of every error raised by aioredstream."""
 
 
-class _Located(Exception):
-    """Where a server error happened: ``command``, ``index`` and ``node`` (see above)."""
+class _Located:
+    """Where a server error happened: ``command``, ``index`` and ``node`` (see above).
+
+    A mixin, not an error of its own: it goes before the error base in the bases.
+    """
 
     def __init__(
         self,
@@ -66,7 +69,7 @@ class _Located(Exception):
         index: int | None = None,
         node: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message)  # type: ignore[call-arg]  # the error base's
         self.command = command
         self.index = index
         self.node = node
