@@ -63,4 +63,5 @@ def test_a_bad_id_exits_2_naming_the_argument(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exc:
         main(["offset", "set", "users", "indexer", "soon"])
     assert exc.value.code == 2
-    assert "argument ID: not a stream entry id: 'soon'" in capsys.readouterr().err
+    expected = "argument ID: the offset must be a stream id like '1700000000000-0' (<ms>-<seq>)"
+    assert f"{expected}, got 'soon'" in capsys.readouterr().err

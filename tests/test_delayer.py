@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream import Delayer, Producer, max_consumer_id, stream_size
-from aioredstream.workers._streams import parse_id
+from aioredstream._validate import parse_id
 
 from .helpers import User, decoded, entries, eventually, in_use, raw_payloads
 

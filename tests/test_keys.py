@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from aioredstream import ArgumentError, Keys
-from aioredstream._keys import check_name
+from aioredstream._validate import check_name
 
 
 def test_layout_without_namespace_matches_the_ruby_gem() -> None:

@@ -20,6 +20,7 @@ LAYERS = {
     "_telemetry": 0,
     "_version": 0,
     "_validate": 0,
+    "_failures": 0,
     "_records": 1,
     "_sharding": 1,
     "_packing": 1,

@@ -166,7 +166,7 @@ class BadName(Tenant):
 @pytest.mark.parametrize(
     ("cls", "match"),
     [
-        (Raising, r"redstream_name\(\) raised LookupError\('no tenant loaded'\)"),
+        (Raising, r"redstream_name\(\) raised LookupError: no tenant loaded"),
         (NotStr, r"redstream_name\(\) returned 5, not a str"),
         (BadName, "bad stream name"),
     ],

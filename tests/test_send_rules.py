@@ -201,11 +201,6 @@ async def test_tryagain_raises_topology_error_with_the_servers_words(
     assert landed(cluster, USERS_DELAY) == {"127.0.0.1:7002": [b'{"id":0}', b'{"id":2}']}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node names in ServerError/TopologyError: issue 11's structured errors, "
-    "on another branch; drop this marker when they land",
-)
 async def test_tryagain_names_the_node(cluster: Cluster, cluster_producer: Producer) -> None:
     cluster[7002].script(xadd_of(0), error("TRYAGAIN Multiple keys request"))
     with pytest.raises(TopologyError) as caught:

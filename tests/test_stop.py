@@ -20,9 +20,9 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream import Consumer, Delayer, Lock, Message, Producer, Trimmer
+from aioredstream._validate import parse_id
 from aioredstream.send import command as _command
 from aioredstream.testing import ServerProcess
-from aioredstream.workers._streams import parse_id
 
 from .helpers import User
 

@@ -16,7 +16,8 @@ from aioredstream import (
     max_stream_id,
     stream_size,
 )
-from aioredstream.workers._streams import next_id, parse_id
+from aioredstream._validate import parse_id
+from aioredstream.workers._streams import next_id
 
 from .helpers import decoded
 
@@ -38,7 +39,7 @@ async def test_stream_helpers_report_size_newest_id_and_offset(client: Redis) ->
 
 def test_ids_compare_numerically_and_next_id_is_the_smallest_greater_one() -> None:
     assert parse_id("5-10") > parse_id("5-9")
-    assert parse_id("6") == (6, 0)
+    assert parse_id(b"6-0") == (6, 0)
     assert next_id("5-9") == "5-10"
     assert next_id(f"5-{2**64 - 1}") == "6-0"
     with pytest.raises(ArgumentError, match="'x-1'"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from ._validate import check_flag
 from .errors import ArgumentError
 
 __all__ = ["check_client", "is_cluster", "use_hash_tags"]
@@ -34,8 +35,7 @@ def use_hash_tags(client: object, hash_tags: bool | None) -> bool:
     cluster = is_cluster(client)
     if hash_tags is None:
         return cluster
-    if not isinstance(hash_tags, bool):
-        raise ArgumentError(f"hash_tags must be None, True or False, got {hash_tags!r}")
+    check_flag(hash_tags, "hash_tags", none=True)
     if cluster and not hash_tags:
         raise ArgumentError(
             "hash_tags=False on a RedisCluster: the Ruby layout puts a stream and its "

@@ -21,48 +21,17 @@ list share one. The Ruby layout is what the gem
 reads and writes; a gem on a cluster would need the same tags (it has none), so
 Ruby interop means the Ruby layout, on a single node or behind Sentinel.
 
-Names are checked once, where they enter (see :func:`check_name`), so that
-two different (stream, consumer) pairs can never map to the same key.
+Names are checked once, where they enter (see :func:`aioredstream._validate.check_name`),
+so that two different (stream, consumer) pairs can never map to the same key.
 """
 
 from __future__ import annotations
 
-import re
+from ._validate import check_flag, check_name
 
-from .errors import ArgumentError
-
-__all__ = ["DELAY_SUFFIX", "MAX_NAME_LENGTH", "Keys", "check_name", "untag"]
+__all__ = ["DELAY_SUFFIX", "Keys", "untag"]
 
 DELAY_SUFFIX = ".delay"
-MAX_NAME_LENGTH = 256
-
-# Refused in names, and why:
-#   ':'            separates the parts of an offset key (stream "a:b" + consumer "c"
-#                  would collide with stream "a" + consumer "b:c");
-#   '{' '}'        hash-tag braces: they would change which cluster slot a key maps to;
-#   '*' '?' '[' ']' '\\'  glob characters: they break SCAN patterns (the status CLI);
-#   whitespace and control characters: invisible or ambiguous in logs and tooling.
-_BAD_CHARS = re.compile(r"[:{}*?\[\]\\\s\x00-\x1f\x7f]")
-
-
-def check_name(value: object, what: str = "stream name") -> str:
-    """Return ``value`` if it is a usable name, else raise :class:`ArgumentError` naming it."""
-    if not isinstance(value, str):
-        raise ArgumentError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
-    if not value:
-        raise ArgumentError(f"{what} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ArgumentError(
-            f"{what} is {len(value)} characters long, at most {MAX_NAME_LENGTH} allowed: "
-            f"{value[:40]!r}..."
-        )
-    bad = _BAD_CHARS.search(value)
-    if bad:
-        raise ArgumentError(
-            f"{what} {value!r} contains {bad.group()!r}; names may not contain ':', braces, "
-            "glob characters, whitespace or control characters"
-        )
-    return value
 
 
 class Keys:
@@ -73,8 +42,7 @@ class Keys:
     def __init__(self, namespace: str | None = None, *, hash_tags: bool = False) -> None:
         if namespace is not None:
             check_name(namespace, "namespace")
-        if not isinstance(hash_tags, bool):
-            raise ArgumentError(f"hash_tags must be True or False, got {hash_tags!r}")
+        check_flag(hash_tags, "hash_tags")
         self.namespace = namespace
         self.hash_tags = hash_tags
         self.prefix = f"{namespace}:redstream:" if namespace else "redstream:"

@@ -26,8 +26,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import inflection
 
-from ._keys import DELAY_SUFFIX, check_name
+from ._failures import cause, record_error
+from ._keys import DELAY_SUFFIX
 from ._sharding import shard_name, stream_names
+from ._validate import check_name, check_shards
 from .errors import ArgumentError, PayloadError, RecordError
 
 __all__ = [
@@ -147,8 +149,9 @@ def checked_record_name(name: object, record: Any, index: int | None) -> str:
     """What a record's ``redstream_name()`` returned, if it is a valid stream name."""
     cls = type(record)
     if not isinstance(name, str):
-        raise RecordError(
-            f"{_where(index, cls)}: its redstream_name() returned {name!r}, not a str",
+        raise record_error(
+            RecordError,
+            f"its redstream_name() returned {name!r}, not a str",
             index=index,
             record_type=cls,
         )
@@ -157,11 +160,11 @@ def checked_record_name(name: object, record: Any, index: int | None) -> str:
 
 
 def _name_raised(record: Any, index: int | None, exc: Exception) -> RecordError:
-    cls = type(record)
-    return RecordError(
-        f"{_where(index, cls)}: its redstream_name() raised {exc!r}",
+    return record_error(
+        RecordError,
+        f"its redstream_name() raised {cause(exc)}",
         index=index,
-        record_type=cls,
+        record_type=type(record),
     )
 
 
@@ -251,8 +254,9 @@ class Registry:
         name_fn = getattr(cls, "redstream_name", None)
         if name_fn is None or not callable(getattr(cls, "redstream_payload", None)):
             missing = "redstream_name" if name_fn is None else "redstream_payload"
-            raise RecordError(
-                f"{_where(index, cls)} has no {missing}(): subclass aioredstream.Model, "
+            raise record_error(
+                RecordError,
+                f"it has no {missing}(): subclass aioredstream.Model, "
                 "define redstream_name()/redstream_payload(), or aioredstream.register() it",
                 index=index,
                 record_type=cls,
@@ -260,8 +264,9 @@ class Registry:
         shards = _check_shards(getattr(cls, "redstream_shards", None), cls, index)
         if names_per_record(cls):
             if shards:
-                raise RecordError(
-                    f"{_where(index, cls)} has both an instance method redstream_name() and "
+                raise record_error(
+                    RecordError,
+                    "it has both an instance method redstream_name() and "
                     "redstream_shards: shard in redstream_name() or by redstream_shards",
                     index=index,
                     record_type=cls,
@@ -310,18 +315,16 @@ def payload_error(
 ) -> PayloadError:
     """A :class:`PayloadError` naming the record and what really failed: building its
     payload (``encoding=False``: the payload function raised) or encoding it as JSON."""
-    cls = type(record)
-    what = _where(index, cls)
     if encoding:
-        message = f"{what}: its payload is not JSON-serialisable: {exc}"
+        problem = f"its payload is not JSON-serialisable: {cause(exc)}"
     else:
-        message = f"{what}: cannot build its payload: {type(exc).__name__}: {exc}"
+        problem = f"cannot build its payload: {cause(exc)}"
         if _detached(exc):
-            message += (
+            problem += (
                 " (the session expired the instance at commit: read what the payload needs, "
                 "e.g. its id, before commit(), or make the session with expire_on_commit=False)"
             )
-    return PayloadError(message, index=index, record_type=cls)
+    return record_error(PayloadError, problem, index=index, record_type=type(record))
 
 
 def _detached(exc: BaseException) -> bool:
@@ -334,36 +337,26 @@ def _detached(exc: BaseException) -> bool:
     )
 
 
-def _where(index: int | None, cls: type) -> str:
-    at = "" if index is None else f" at index {index}"
-    return f"record{at} of type {cls.__module__}.{cls.__qualname__}"
-
-
 def _check_shards(shards: object, cls: type, index: int | None = None) -> int | None:
     if shards is None:
         return None
-    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 65536:
-        # 4 hex digits give 65536 values: more shards than that would stay empty.
-        raise RecordError(
-            f"{_where(index, cls)} has redstream_shards={shards!r}; "
-            "use None or an int from 1 to 65536",
-            index=index,
-            record_type=cls,
-        )
-    return shards
+    try:
+        return check_shards(shards, "redstream_shards")
+    except ArgumentError as exc:
+        raise record_error(RecordError, str(exc), index=index, record_type=cls) from None
 
 
 def _check_stream_name(name: object, cls: type, index: int | None = None) -> None:
     try:
         check_name(name)
-    except Exception as exc:
-        raise RecordError(
-            f"{_where(index, cls)} has a bad stream name: {exc}", index=index, record_type=cls
-        ) from None
+    except ArgumentError as exc:
+        problem = f"bad stream name: {exc}"
+        raise record_error(RecordError, problem, index=index, record_type=cls) from None
     assert isinstance(name, str)
     if name.endswith(DELAY_SUFFIX):
-        raise RecordError(
-            f"{_where(index, cls)} has stream name {name!r}, which ends in {DELAY_SUFFIX!r} "
+        raise record_error(
+            RecordError,
+            f"its stream name {name!r} ends in {DELAY_SUFFIX!r} "
             "and would collide with another stream's delay stream",
             index=index,
             record_type=cls,

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from hashlib import sha1
 from typing import Any, Generic, TypeVar
 
+from ._failures import cause, record_error
+from ._validate import check_shards
 from .errors import RecordError
 
 __all__ = ["Sharded", "shard_name", "shard_of", "stream_names"]
@@ -24,7 +26,9 @@ def shard_of(key: object, shards: int) -> int:
 
     ``key`` is an int, a str or a UUID (the texts Ruby's ``to_s`` gives alike);
     anything else raises :class:`TypeError`, since its text would differ from Ruby's.
+    ``shards`` is an int from 1 to 65536 (the 4 hex digits give 65536 values).
     """
+    check_shards(shards, "shards")
     if isinstance(key, str):
         text = key
     elif isinstance(key, int) and not isinstance(key, bool):
@@ -77,11 +81,9 @@ class Sharded(Generic[T]):
                 return self.targets[shard_of(key, self.shards)]
             return self.targets[(digest[0] << 8 | digest[1]) % self.shards]
         except (AttributeError, KeyError, TypeError) as exc:
-            cls = type(record)
-            at = "" if index is None else f" at index {index}"
-            raise RecordError(
-                f"record{at} of type {cls.__module__}.{cls.__qualname__}: "
-                f"cannot compute its shard: {exc!r}",
+            raise record_error(
+                RecordError,
+                f"cannot compute its shard: {cause(exc)}",
                 index=index,
-                record_type=cls,
+                record_type=type(record),
             ) from exc

@@ -18,6 +18,19 @@ The tree::
 Errors of redis-py and of the socket layer are translated at one boundary
 (``aioredstream.send.wire``) and chained, so ``exc.__cause__`` is the original.
 Cancellation is never translated.
+
+Where it happened is in attributes as well as in the message, so a caller can
+retry one record or log the node without parsing text:
+
+- :class:`ServerError`, :class:`ReplicationError` and :class:`TopologyError` carry
+  ``command`` (the command the server answered, e.g. ``"XADD"``, ``"WAIT"``;
+  ``None`` when it is not known, e.g. a redis-py call), ``index`` (the position
+  in the call of the record whose command failed, ``None`` when it is not one
+  record's) and ``node`` (the server, ``"host:port"``; ``None`` when it is not
+  known). ``str(exc)`` reads ``XADD (record at index 2) on 127.0.0.1:6379:
+  WRONGTYPE ...``.
+- :class:`RecordError` and :class:`PayloadError` carry ``index`` and
+  ``record_type``; ``str(exc)`` reads ``record at index 2 of type app.User: ...``.
 """
 
 from __future__ import annotations
@@ -40,6 +53,26 @@ __all__ = [
 
 class RedstreamError(Exception):
     """Base class of every error raised by aioredstream."""
+
+
+class _Located:
+    """Where a server error happened: ``command``, ``index`` and ``node`` (see above).
+
+    A mixin, not an error of its own: it goes before the error base in the bases.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        index: int | None = None,
+        node: str | None = None,
+    ) -> None:
+        super().__init__(message)  # type: ignore[call-arg]  # the error base's
+        self.command = command
+        self.index = index
+        self.node = node
 
 
 class RecordError(RedstreamError, TypeError):
@@ -75,14 +108,16 @@ class MessageError(RedstreamError, ValueError):
         self.message_id = message_id
 
 
-class ReplicationError(RedstreamError):
+class ReplicationError(_Located, RedstreamError):
     """Fewer replicas (or AOF fsyncs) acknowledged the writes than required.
 
     The writes are on the primary; their durability is not proven.
     ``acknowledged`` and ``required`` are the replica counts; for WAITAOF,
-    ``local_acknowledged`` / ``local_required`` give the local fsync counts. On a
-    cluster, ``nodes`` names the nodes (``host:port``) that fell short and the
-    counts are the lowest among them.
+    ``local_acknowledged`` / ``local_required`` give the local fsync counts.
+    ``command`` is ``"WAIT"`` or ``"WAITAOF"``, ``index`` is ``None`` (the wait
+    vouches for every write before it) and ``node`` the server that fell short
+    (``host:port``). On a cluster, ``nodes`` names every node that fell short and
+    the counts are the lowest among them; ``node`` is ``None`` when several did.
     """
 
     def __init__(
@@ -94,8 +129,11 @@ class ReplicationError(RedstreamError):
         local_acknowledged: int | None = None,
         local_required: int | None = None,
         nodes: tuple[str, ...] = (),
+        command: str | None = None,
+        index: int | None = None,
+        node: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, command=command, index=index, node=node)
         self.nodes = nodes
         self.acknowledged = acknowledged
         self.required = required
@@ -118,8 +156,14 @@ class UnsupportedError(RedstreamError):
     """The server does not support a command the call needs."""
 
 
-class ServerError(RedstreamError):
-    """The server replied to a command with an error (e.g. ``WRONGTYPE``)."""
+class ServerError(_Located, RedstreamError):
+    """The server replied to a command with an error (e.g. ``WRONGTYPE``).
+
+    ``command`` is that command (``"XADD"``; ``None`` for an error of a redis-py
+    call, such as the connection's handshake), ``index`` the position in the call
+    of the record it wrote (``None`` when it was not one record's), ``node`` the
+    server (``host:port``, ``None`` when unknown).
+    """
 
 
 class ServerConnectionError(RedstreamError, ConnectionError):
@@ -130,7 +174,7 @@ class ServerConnectionError(RedstreamError, ConnectionError):
     """
 
 
-class TopologyError(ServerConnectionError):
+class TopologyError(_Located, ServerConnectionError):
     """The deployment changed under the call: a cluster node answered ``TRYAGAIN`` or
     ``CLUSTERDOWN``, kept redirecting (``MOVED``/``ASK``, which the producer otherwise
     follows), or a primary answered ``READONLY`` (it was demoted).
@@ -138,6 +182,11 @@ class TopologyError(ServerConnectionError):
     Those commands were not applied; others of the call may have been. The producer
     refreshes its view (the cluster's slot map, Sentinel's primary) before its next
     call, so retrying the whole call is safe and writes at most duplicates.
+
+    ``command``, ``index`` and ``node`` are as for :class:`ServerError`: the
+    refused command (``"XADD"``), the record's position in the call and the node
+    that answered; for a slot that no node serves in the client's slot map,
+    ``node`` is ``None``.
     """
 
 

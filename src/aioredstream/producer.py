@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ from ._keys import DELAY_SUFFIX, Keys
 from ._packing import Slice, Target, pack_slices
 from ._records import PerRecord, Registry, StreamSpec, default_registry, payload_error
 from ._sharding import Sharded
+from ._validate import check_count, check_id_bytes, check_ids_bytes, check_seconds
 from .errors import ArgumentError
 from .send.acks import Acks
 from .send.base import Sender
@@ -23,8 +23,6 @@ from .send.cluster import ClusterSender
 from .send.node import NodeSender
 
 __all__ = ["Producer"]
-
-_ID_RE = re.compile(rb"\d+-\d+")
 
 
 class Producer:
@@ -56,23 +54,21 @@ class Producer:
         registry: Registry | None = None,
     ) -> None:
         _cluster.check_client(client)
-        if wait is True or not isinstance(wait, int) or wait < 0:
-            raise ArgumentError(f"wait must be False or a replica count >= 1, got {wait!r}")
-        if not isinstance(wait_timeout, int | float) or not wait_timeout >= 0:
-            raise ArgumentError(f"wait_timeout must be seconds >= 0, got {wait_timeout!r}")
-        if wait_aof is not None and (
-            not isinstance(wait_aof, tuple)
-            or len(wait_aof) != 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in wait_aof)
-        ):
-            raise ArgumentError(f"wait_aof must be (numlocal, numreplicas) >= 0, got {wait_aof!r}")
-        if not isinstance(slice_size, int) or isinstance(slice_size, bool) or slice_size < 1:
-            raise ArgumentError(f"slice_size must be an int >= 1, got {slice_size!r}")
+        wait = 0 if wait is False else check_count(wait, "wait", least=0)
+        wait_timeout = check_seconds(wait_timeout, "wait_timeout")
+        if wait_aof is not None:
+            if not isinstance(wait_aof, tuple) or len(wait_aof) != 2:
+                raise ArgumentError(
+                    f"wait_aof must be a (numlocal, numreplicas) tuple, got {wait_aof!r}"
+                )
+            check_count(wait_aof[0], "wait_aof numlocal", least=0)
+            check_count(wait_aof[1], "wait_aof numreplicas", least=0)
+        check_count(slice_size, "slice_size")
         self.client = client
         self.keys = Keys(namespace, hash_tags=_cluster.use_hash_tags(client, hash_tags))
         self.namespace = namespace
-        self.wait = int(wait)
-        self.wait_timeout = float(wait_timeout)
+        self.wait = wait
+        self.wait_timeout = wait_timeout
         self.wait_aof = wait_aof
         self.slice_size = slice_size
         self.registry = registry or default_registry
@@ -167,7 +163,11 @@ class Producer:
         refused write never takes the delay message with it.
         """
         target, arg = self._prepare_one(record)
-        raw = None if delay_message_id is None else _check_id(delay_message_id, None)
+        raw = (
+            None
+            if delay_message_id is None
+            else check_id_bytes(delay_message_id, "delay_message_id")
+        )
         with _telemetry.produce("queue", lambda: [target.name], 1):
             await self._sender.queue_one(target, arg, raw)
         return True
@@ -242,21 +242,11 @@ def _materialise(records: Iterable[Any]) -> Sequence[Any]:
     return list(records)
 
 
-def _check_id(value: object, index: int | None) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    if not isinstance(raw, bytes) or not _ID_RE.fullmatch(raw):
-        at = "" if index is None else f" at index {index}"
-        raise ArgumentError(
-            f"delay message id{at} is not a stream id like '1700000000000-0': {value!r}"
-        )
-    return raw
-
-
 def _check_ids(ids: Sequence[str | bytes], count: int) -> list[bytes]:
     if isinstance(ids, str | bytes) or len(ids) != count:
         got = "a single id" if isinstance(ids, str | bytes) else f"{len(ids)} ids"
         raise ArgumentError(f"delay_message_ids has {got} for {count} records")
-    return [_check_id(value, index) for index, value in enumerate(ids)]
+    return check_ids_bytes(ids, "delay_message_ids")
 
 
 def _count(slices: list[Slice]) -> int:

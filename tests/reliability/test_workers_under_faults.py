@@ -23,7 +23,7 @@ from aioredstream import (
     Trimmer,
     max_consumer_id,
 )
-from aioredstream.workers._streams import parse_id
+from aioredstream._validate import parse_id
 
 from ..conftest import ClientFactory, ServerFactory
 from ..helpers import User, decoded, eventually

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .._validate import parse_id
 from ..ops.status import ConsumerStatus, Status
-from ..workers._streams import parse_id
 
 __all__ = ["StatusCollector", "exposition", "families"]
 

@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from .._keys import Keys, check_name
+from .._keys import Keys
+from .._validate import check_count, check_name, check_seconds
 from ..errors import ArgumentError
 from ..send import command as _command
 from ..send.wire import translate_errors
-from ..workers._loop import check_seconds
 from ..workers._streams import Client, decode
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -47,12 +47,9 @@ def seconds(text: str) -> float:
 
 def positive_int(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
-    return value
+        return check_count(int(text), "value")
+    except (ArgumentError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
 
 
 def name_list(text: str) -> list[str]:

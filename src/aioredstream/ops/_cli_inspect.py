@@ -11,13 +11,13 @@ from typing import Any
 
 import anyio
 
-from .._keys import check_name
+from .._validate import check_count, check_id, check_name
 from ..errors import ArgumentError
 from ..send import command as _command
 from ..send.wire import translate_errors
 from ..workers import _dead
 from ..workers._loop import plural
-from ..workers._streams import Client, decode, parse_id
+from ..workers._streams import Client, decode
 from ._cli_common import checked, connected, keys_of
 from .status import Status, collect_status, find_namespaces, lag_after
 from .table import render_table
@@ -105,14 +105,13 @@ def add_offset(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             type=checked(lambda text: check_name(text, "consumer name")),
         )
         if name == "set":
-            action.add_argument("id", metavar="ID", type=checked(_entry_id), help="e.g. 0-0")
+            action.add_argument("id", metavar="ID", type=checked(_offset_id), help="e.g. 0-0")
             action.add_argument("--force", action="store_true", help="move it anyway")
         action.set_defaults(run=_offset, action=name, command=f"offset {name}")
 
 
-def _entry_id(text: str) -> str:
-    ms, seq = parse_id(text)
-    return f"{ms}-{seq}"
+def _offset_id(text: str) -> str:
+    return check_id(text, "the offset")
 
 
 async def _offset(args: argparse.Namespace) -> int:
@@ -173,7 +172,7 @@ def add_dead(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         action = actions.add_parser(name, parents=parents, help=help_text)
         action.add_argument("stream", metavar="STREAM", type=checked(check_name))
         if name != "list":
-            action.add_argument("ids", metavar="ID", nargs="*", type=checked(_entry_id))
+            action.add_argument("ids", metavar="ID", nargs="*", type=checked(_offset_id))
             action.add_argument("--all", action="store_true", help="every dead letter")
         action.set_defaults(run=_dead_letters, action=name, command=f"dead {name}")
 
@@ -222,12 +221,9 @@ def add_exporter(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _port(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
-    return value
+        return check_count(int(text), "port", least=0, most=65535)
+    except (ArgumentError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}") from None
 
 
 async def _exporter(args: argparse.Namespace) -> int:

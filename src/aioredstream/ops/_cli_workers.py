@@ -8,8 +8,8 @@ from typing import Any
 
 import anyio
 
-from .._keys import check_name
 from .._sharding import stream_names
+from .._validate import check_name
 from ..workers._streams import Client
 from ..workers.consumer import Consumer, Handler
 from ..workers.delayer import Delayer

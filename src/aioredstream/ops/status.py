@@ -20,15 +20,15 @@ from redis.asyncio.cluster import RedisCluster
 
 from .._cluster import check_client
 from .._keys import DELAY_SUFFIX, Keys, untag
+from .._validate import parse_id
 from ..send import command as _command
 from ..send.wire import translate_errors
-from ..workers._streams import Client, decode, parse_id
+from ..workers._streams import Client, decode
 
 __all__ = [
     "ConsumerStatus",
     "ShardGroup",
     "Status",
-    "StatusReport",
     "StreamStatus",
     "collect_status",
     "find_namespaces",
@@ -111,10 +111,6 @@ async def status(client: Client, namespace: str | None = None) -> Status:
     """
     check_client(client)
     return await collect_status(client, Keys(namespace))
-
-
-#: the name inside the package before :class:`Status` was public
-StatusReport = Status
 
 
 async def collect_status(client: Client, keys: Keys) -> Status:

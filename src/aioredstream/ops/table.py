@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .status import ConsumerStatus, ShardGroup, StatusReport
+from .status import ConsumerStatus, ShardGroup, Status
 
 __all__ = ["format_age", "render_table"]
 
@@ -43,7 +43,7 @@ def _group_rows(group: ShardGroup) -> list[tuple[str, ...]]:
     return rows
 
 
-def render_table(report: StatusReport, out: TextIO) -> None:
+def render_table(report: Status, out: TextIO) -> None:
     """One row per stream, then one per consumer (delay-stream consumers marked).
 
     A sharded stream's totals come first, its shards follow, indented.

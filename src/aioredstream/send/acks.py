@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._failures import command_error
 from ..errors import ReplicationError
 from . import wire
 from .replies import raise_command_error
@@ -39,33 +40,41 @@ class Acks:
         """How much longer than the socket timeout the replies may take (``None``: no bound)."""
         return self.wait_timeout or None
 
-    def check(self, results: list[Any]) -> None:
+    def check(self, results: list[Any], where: Any) -> None:
+        """Raise if the replies fell short; ``where`` is the client or cluster node they
+        came from (see ``wire.address``: looked up only for an error)."""
         position = 0
         if self.wait:
             acked = results[position]
             position += 1
             if isinstance(acked, BaseException):
-                raise_command_error(acked, "WAIT", None)
+                raise_command_error(acked, "WAIT", None, where)
             if acked < self.wait:
-                raise ReplicationError(
-                    f"WAIT: {acked} of {self.wait} required replicas acknowledged the delay "
+                raise command_error(
+                    ReplicationError,
+                    f"{acked} of {self.wait} required replicas acknowledged the delay "
                     f"writes within {self.wait_timeout}s; they are on the primary only",
+                    command="WAIT",
+                    node=wire.address(where),
                     acknowledged=int(acked),
                     required=self.wait,
                 )
         if self.wait_aof:
-            self._check_aof(results[position])
+            self._check_aof(results[position], where)
 
-    def _check_aof(self, reply: Any) -> None:
+    def _check_aof(self, reply: Any, where: Any) -> None:
         assert self.wait_aof is not None
         if isinstance(reply, BaseException):
-            raise_command_error(reply, "WAITAOF", None)
+            raise_command_error(reply, "WAITAOF", None, where)
         local, replicas = int(reply[0]), int(reply[1])
         need_local, need_replicas = self.wait_aof
         if local < need_local or replicas < need_replicas:
-            raise ReplicationError(
-                f"WAITAOF: {local}/{need_local} local and {replicas}/{need_replicas} replica "
+            raise command_error(
+                ReplicationError,
+                f"{local}/{need_local} local and {replicas}/{need_replicas} replica "
                 f"AOF fsyncs acknowledged within {self.wait_timeout}s",
+                command="WAITAOF",
+                node=wire.address(where),
                 acknowledged=replicas,
                 required=need_replicas,
                 local_acknowledged=local,

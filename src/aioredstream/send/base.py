@@ -41,13 +41,16 @@ def encoded(ids: Sequence[str | bytes]) -> list[bytes]:
     return [i.encode() if isinstance(i, str) else i for i in ids]
 
 
-async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, raw: bytes) -> Any:
+async def submit_queue_delete(
+    coalescer: Coalescer, target: Target, arg: bytes, raw: bytes, where: Any
+) -> Any:
     """One queue write and its delay deletion in ``coalescer``'s next batch: one ``EVALSHA``,
     or (in a batch of several slices, where the XDEL rides behind the next slice) the
     ``XADD`` and, once it succeeded, a multi-id ``XDEL`` shared with the slice.
 
     The script is loaded in front of the first call (and again after ``NOSCRIPT``: a
-    restarted server or a failover), in the same round trip.
+    restarted server or a failover), in the same round trip. ``where`` (the coalescer's
+    client or node) is named in errors.
     """
     data = target.queue_delete + arg + bulk_string(raw)
     if coalescer.script_loaded:
@@ -57,6 +60,6 @@ async def submit_queue_delete(coalescer: Coalescer, target: Target, arg: bytes, 
             return reply
     loaded, reply = await coalescer.submit(_SCRIPT_LOAD + data, 2, delay=False)
     if loaded.__class__ is wire.ReplyError:
-        raise_command_error(loaded, "SCRIPT LOAD", None)
+        raise_command_error(loaded, "SCRIPT LOAD", None, where)
     coalescer.script_loaded = True
     return reply

@@ -53,14 +53,22 @@ class ClusterSender(Router):
         def build(i: int) -> tuple[bytes, ...]:
             return (targets[i].xadd_delay + args[i],)
 
-        def check(reply: Any, _: int, i: int) -> None:
+        def check(reply: Any, _: int, i: int, node: ClusterNode) -> None:
             if isinstance(reply, bytes):
                 ids[i] = reply.decode()
             else:
-                raise_command_error(reply, "XADD", i)
+                raise_command_error(reply, "XADD", i, node)
 
         await self.send(
-            Call(targets, build, check, "delay", slice_size=self.slice_size, acks=self.acks)
+            Call(
+                targets,
+                build,
+                check,
+                "delay",
+                command="XADD",
+                slice_size=self.slice_size,
+                acks=self.acks,
+            )
         )
         if None in ids:  # cannot happen: every node group raised or filled its ids
             raise ServerConnectionError("delay: a node returned fewer replies than commands")
@@ -73,21 +81,22 @@ class ClusterSender(Router):
     async def _queue(
         self, targets: Sequence[Target], args: Sequence[bytes], ids: Sequence[bytes] | None
     ) -> None:
-        refused: list[tuple[int, Any]] = []
+        refused: list[tuple[int, Any, ClusterNode]] = []
 
         def build(i: int) -> tuple[bytes, ...]:
             return (targets[i].xadd + args[i],)
 
-        def check(reply: Any, _: int, i: int) -> None:
+        def check(reply: Any, _: int, i: int, node: ClusterNode) -> None:
             if reply.__class__ is wire.ReplyError:
-                refused.append((i, reply))
+                refused.append((i, reply, node))
 
-        await self.send(Call(targets, build, check, "queue", slice_size=self.slice_size))
+        call = Call(targets, build, check, "queue", command="XADD", slice_size=self.slice_size)
+        await self.send(call)
         if ids is not None:
             # Delete the delay messages of the writes that succeeded, one multi-id XDEL
             # per delay stream and slice (not one XADD-then-XDEL script per record: during
             # a slot migration the importing node answers multi-key scripts with TRYAGAIN).
-            failed = {i for i, _ in refused}
+            failed = {i for i, _, _ in refused}
             await self._delete(
                 [
                     (t, raw)
@@ -96,8 +105,8 @@ class ClusterSender(Router):
                 ]
             )
         if refused:
-            index, reply = min(refused, key=lambda item: item[0])
-            raise_command_error(reply, "XADD", index)
+            index, reply, node = min(refused, key=lambda item: item[0])
+            raise_command_error(reply, "XADD", index, node)
 
     async def _delete(self, done: list[tuple[Target, bytes]]) -> None:
         by_stream: dict[bytes, tuple[Target, list[bytes]]] = {}
@@ -114,17 +123,18 @@ class ClusterSender(Router):
             head = b"*%d\r\n%b" % (len(raws) + 2, target.xdel_head)
             return (head + b"".join([b"$%d\r\n%b\r\n" % (len(r), r) for r in raws]),)
 
-        def check(reply: Any, _: int, g: int) -> None:
+        def check(reply: Any, _: int, g: int, node: ClusterNode) -> None:
             if reply.__class__ is wire.ReplyError:
-                raise_command_error(reply, "XDEL", None)
+                raise_command_error(reply, "XDEL", None, node)
 
         targets = [target for target, _ in groups]
-        await self.send(Call(targets, build, check, "queue", slice_size=self.slice_size))
+        call = Call(targets, build, check, "queue", command="XDEL", slice_size=self.slice_size)
+        await self.send(call)
 
     # -- single calls: straight to the owning node, coalesced per node -------------------
 
     async def _coalescer(self, target: Target) -> tuple[ClusterNode, Coalescer]:
-        node = await self.owner(target.slot)
+        node = await self.owner(target.slot, "XADD")
         entry = self._coalescers.get(node.name)
         if entry is None or entry[0] is not node:  # a new node object after a refresh
             entry = self._coalescers[node.name] = (
@@ -133,33 +143,33 @@ class ClusterSender(Router):
             )
         return entry
 
-    async def _submit(self, target: Target, data: bytes, *, delay: bool) -> Any:
+    async def _submit(self, target: Target, data: bytes, *, delay: bool) -> tuple[Any, ClusterNode]:
         node, coalescer = await self._coalescer(target)
         try:
             [reply] = await coalescer.submit(data, 1, delay=delay)
         except ServerConnectionError as exc:
             await self.lost(node, exc)
             raise
-        return reply
+        return reply, node
 
     async def delay_one(self, target: Target, arg: bytes) -> str:
-        reply = await self._submit(target, target.xadd_delay + arg, delay=True)
+        reply, node = await self._submit(target, target.xadd_delay + arg, delay=True)
         if reply.__class__ is bytes:
             message_id: str = reply.decode()
             return message_id
         if not _rerouted(reply):
-            raise_command_error(reply, "XADD", None)
+            raise_command_error(reply, "XADD", None, node)
         self._rerouting("delay", reply)
         [message_id] = await self._delay([target], [arg])
         return message_id
 
     async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None:
         if delay_id is None:
-            reply = await self._submit(target, target.xadd + arg, delay=False)
+            reply, node = await self._submit(target, target.xadd + arg, delay=False)
         else:
             node, coalescer = await self._coalescer(target)
             try:
-                reply = await submit_queue_delete(coalescer, target, arg, delay_id)
+                reply = await submit_queue_delete(coalescer, target, arg, delay_id, node)
             except ServerConnectionError as exc:
                 await self.lost(node, exc)
                 raise
@@ -169,7 +179,7 @@ class ClusterSender(Router):
             self._rerouting("queue", reply)
             await self._queue([target], [arg], None if delay_id is None else [delay_id])
             return
-        raise_command_error(reply, "XADD" if delay_id is None else "XADD+XDEL", None)
+        raise_command_error(reply, "XADD" if delay_id is None else "XADD+XDEL", None, node)
 
     def _rerouting(self, what: str, reply: Any) -> None:
         self._stale = True  # re-read the slot map first

@@ -168,7 +168,7 @@ class Coalescer:
             if call.future.done():
                 continue
             try:
-                acks.check(exchange.wait_results)
+                acks.check(exchange.wait_results, self._client)
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:

@@ -14,8 +14,8 @@ timeout, whatever the client's socket timeout (redis-py 8 sets 5 s by default
 without recording it where ``from_url`` callers could see it).
 
 Replies are raw: bytes (whatever ``decode_responses`` says), ints, lists, or for
-RESP3 dicts. An error reply raises :class:`ServerError` naming the command, or
-:class:`TopologyError` when the cluster moved.
+RESP3 dicts. An error reply raises :class:`ServerError` naming the command and the
+node, or :class:`TopologyError` when the cluster moved.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import SlotNotCoveredError
 
+from .._failures import command_error
 from ..errors import ServerError, TopologyError
 from . import wire
 from .routing import as_node_client
 
-__all__ = ["Script", "check", "pipeline", "run", "scan", "script"]
+__all__ = ["Script", "pipeline", "run", "scan", "script"]
 
 Arg = bytes | str | int | float
 Client = Redis | RedisCluster
@@ -59,13 +60,14 @@ def _arg(value: Arg) -> bytes | str | int:
     return repr(value) if isinstance(value, float) else value
 
 
-async def _target(client: Client, key: Arg | None, node: ClusterNode | None = None) -> Redis:
-    """The client (one node), ``node``, or the cluster node owning ``key``, as a wire target."""
+async def _target(client: Client, key: Arg | None, node: ClusterNode | None, command: str) -> Redis:
+    """The client (one node), ``node``, or the cluster node owning ``key``, as a wire target
+    (``command`` names what was to be sent, in errors)."""
     if node is not None:
         return as_node_client(node)
     if not isinstance(client, RedisCluster):
         return client
-    with wire.translate_errors("cluster slot map"), wire.cancellation_kept():
+    with wire.translate_errors("cluster slot map", command), wire.cancellation_kept():
         if client in _stale:
             await client.nodes_manager.initialize()
             _stale.discard(client)
@@ -78,21 +80,26 @@ async def _target(client: Client, key: Arg | None, node: ClusterNode | None = No
         )
     except SlotNotCoveredError as exc:
         _stale.add(client)
-        raise TopologyError(f"cluster slot map: {exc}") from exc
+        raise command_error(TopologyError, f"cluster slot map: {exc}", command=command) from exc
     if node is None:
-        raise TopologyError("cluster slot map: no node to send to")
+        raise command_error(TopologyError, "cluster slot map: no node to send to", command=command)
     return as_node_client(node)
 
 
-def check(reply: Any, command: str, client: Client) -> None:
-    """Raise for an error reply (of :func:`pipeline`), as :func:`run` does."""
+def _check(reply: Any, command: Arg, client: Client, target: Redis, what: str) -> None:
+    """Raise for an error reply to ``command`` from ``target`` (named ``what`` in the message)."""
     if isinstance(reply, wire.ReplyError):
         message = str(reply)
+        where: dict[str, Any] = {
+            "command": str(command),
+            "node": wire.address(target),
+            "what": what,
+        }
         if message.startswith(_TOPOLOGY):
             if isinstance(client, RedisCluster):
                 _stale.add(client)  # re-read the slot map before its next command
-            raise TopologyError(f"{command}: {message}")
-        raise ServerError(f"{command}: {message}")
+            raise command_error(TopologyError, message, **where)
+        raise command_error(ServerError, message, **where)
 
 
 async def pipeline(
@@ -106,10 +113,20 @@ async def pipeline(
 ) -> list[Any]:
     """Send ``commands`` on one connection (of ``key``'s node on a cluster); their raw replies.
 
-    Error replies are returned as ``ReplyError`` objects, in place: the caller decides.
-    ``block_s`` is how long the last command may block on the server (``None``: forever).
+    The first error reply raises :class:`ServerError` / :class:`TopologyError` (once
+    every reply was read). ``block_s`` is how long the last command may block on the
+    server (``None``: forever).
     """
-    target = await _target(client, key, node)
+    target = await _target(client, key, node, str(commands[0][0]))
+    replies = await _send(target, commands, what, block_s)
+    for command, reply in zip(commands, replies, strict=True):
+        _check(reply, command[0], client, target, what)
+    return replies
+
+
+async def _send(
+    target: Redis, commands: Sequence[Sequence[Arg]], what: str, block_s: float | None
+) -> list[Any]:
     data = b"".join(wire.pack(*[_arg(a) for a in command]) for command in commands)
     replies: list[Any] = []
     await wire.execute(
@@ -137,7 +154,6 @@ async def run(
     """
     label = what or (str(args[0]) if key is None else f"{args[0]!s} {key!s}")
     [reply] = await pipeline(client, [args], key=key, what=label, block_s=block_s, node=node)
-    check(reply, label, client)
     return reply
 
 
@@ -147,14 +163,13 @@ async def script(
     """Run ``lua`` by its SHA; load its body once when the server does not know it."""
     key = keys[0] if keys else None
     numkeys = len(keys)
-    [reply] = await pipeline(
-        client, [("EVALSHA", lua.sha, numkeys, *keys, *args)], key=key, what=what
-    )
+    target = await _target(client, key, None, "EVALSHA")
+    command: tuple[Arg, ...] = ("EVALSHA", lua.sha, numkeys, *keys, *args)
+    [reply] = await _send(target, [command], what, 0.0)
     if isinstance(reply, wire.ReplyError) and str(reply).startswith("NOSCRIPT"):
-        [reply] = await pipeline(
-            client, [("EVAL", lua.source, numkeys, *keys, *args)], key=key, what=what
-        )
-    check(reply, what, client)
+        command = ("EVAL", lua.source, numkeys, *keys, *args)
+        [reply] = await _send(target, [command], what, 0.0)
+    _check(reply, command[0], client, target, what)
     return reply
 
 

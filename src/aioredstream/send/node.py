@@ -51,7 +51,7 @@ class NodeSender:
             if len(decoded) < len(replies):
                 for position, reply in enumerate(replies):
                     if not isinstance(reply, bytes):
-                        raise_command_error(reply, "XADD", len(ids) + position)
+                        raise_command_error(reply, "XADD", len(ids) + position, self.client)
             ids.extend(decoded)
 
         await wire.execute(
@@ -63,21 +63,21 @@ class NodeSender:
             last_read_extra_s=acks.last_read_extra_s if acks.count else 0.0,
         )
         if acks.count:
-            acks.check(wait_results)
+            acks.check(wait_results, self.client)
         return ids
 
     async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         if ids is not None:
             queue = QueueWithDeletes(_units(slices, ids))
             await wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
-            queue.raise_failure()
+            queue.raise_failure(self.client)
             return
         size = self.slice_size
 
         def sink(chunk: int, replies: list[Any]) -> None:
             for position, reply in enumerate(replies):
                 if reply.__class__ is wire.ReplyError:
-                    raise_command_error(reply, "XADD", chunk * size + position)
+                    raise_command_error(reply, "XADD", chunk * size + position, self.client)
 
         chunks = ((part.queue_commands(), len(part)) for part in slices)
         await wire.execute(self.client, chunks, sink, what="queue")
@@ -85,7 +85,7 @@ class NodeSender:
     async def delay_one(self, target: Target, arg: bytes) -> str:
         [reply] = await self.coalescer.submit(target.xadd_delay + arg, 1, delay=True)
         if reply.__class__ is not bytes:
-            raise_command_error(reply, "XADD", None)
+            raise_command_error(reply, "XADD", None, self.client)
         message_id: str = reply.decode()
         return message_id
 
@@ -93,9 +93,10 @@ class NodeSender:
         if delay_id is None:
             [reply] = await self.coalescer.submit(target.xadd + arg, 1, delay=False)
         else:
-            reply = await submit_queue_delete(self.coalescer, target, arg, delay_id)
+            reply = await submit_queue_delete(self.coalescer, target, arg, delay_id, self.client)
         if reply.__class__ is wire.ReplyError:
-            raise_command_error(reply, "XADD" if delay_id is None else "XADD+XDEL", None)
+            command = "XADD" if delay_id is None else "XADD+XDEL"
+            raise_command_error(reply, command, None, self.client)
 
     async def check_waitaof(self) -> None:
         info = await wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")

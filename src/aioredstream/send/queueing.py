@@ -116,9 +116,10 @@ class QueueWithDeletes:
                     self.failed_delete = (reply, -1)
                     break
 
-    def raise_failure(self) -> None:
-        """Raise the first refusal (or a failed delete) once everything was read."""
+    def raise_failure(self, where: Any) -> None:
+        """Raise the first refusal (or a failed delete) once everything was read; ``where``
+        is the client the replies came from."""
         if self.refused is not None:
-            raise_command_error(self.refused[0], "XADD", self.refused[1])
+            raise_command_error(self.refused[0], "XADD", self.refused[1], where)
         if self.failed_delete is not None:
-            raise_command_error(self.failed_delete[0], "XDEL", None)
+            raise_command_error(self.failed_delete[0], "XDEL", None, where)

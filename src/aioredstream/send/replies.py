@@ -1,10 +1,12 @@
-"""Error replies of our commands -> aioredstream errors, naming the command and the record."""
+"""Error replies of our commands -> aioredstream errors, naming the command, record and node."""
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from .._failures import command_error
 from ..errors import ServerError, TopologyError, UnsupportedError
+from . import wire
 
 __all__ = ["raise_command_error"]
 
@@ -12,11 +14,14 @@ __all__ = ["raise_command_error"]
 _TOPOLOGY_REPLIES = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
 
 
-def raise_command_error(reply: Any, command: str, index: int | None) -> NoReturn:
-    at = "" if index is None else f" (record at index {index})"
+def raise_command_error(reply: Any, command: str, index: int | None, where: Any) -> NoReturn:
+    """Raise for the error ``reply`` to ``command`` of the record at ``index`` (``None``:
+    not one record's), sent to ``where`` (a client or cluster node: see ``wire.address``)."""
     message = str(reply)
+    node = wire.address(where)
     if message.startswith(_TOPOLOGY_REPLIES):
-        raise TopologyError(f"{command}{at}: {message}")
+        raise command_error(TopologyError, message, command=command, index=index, node=node)
+    error = command_error(ServerError, message, command=command, index=index, node=node)
     if "unknown command" in message.lower():
-        raise UnsupportedError(f"{command}{at}: {message}")
-    raise ServerError(f"{command}{at}: {message}")
+        raise UnsupportedError(str(error))
+    raise error

@@ -38,8 +38,9 @@ import anyio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
-from redis.exceptions import RedisClusterException, SlotNotCoveredError
+from redis.exceptions import SlotNotCoveredError
 
+from .._failures import command_error
 from ..errors import (
     RedstreamError,
     ReplicationError,
@@ -58,8 +59,9 @@ logger = logging.getLogger("aioredstream.cluster")
 
 #: builds the RESP bytes of the commands of record ``i`` of a call
 Build = Callable[[int], tuple[bytes, ...]]
-#: (reply, command index within the record, record index) -> raise if it is an error
-Check = Callable[[Any, int, int], None]
+#: (reply, command index within the record, record index, the node that replied) -> raise
+#: if it is an error
+Check = Callable[[Any, int, int, ClusterNode], None]
 
 
 _MAX_REDIRECTS = 3
@@ -67,9 +69,12 @@ _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
 class Call:
-    """What one producer call sends: records' commands, how to check replies, WAIT or not."""
+    """What one producer call sends: records' commands, how to check replies, WAIT or not.
 
-    __slots__ = ("acks", "build", "check", "per_record", "slice_size", "targets", "what")
+    ``command`` names the records' command in errors (``XADD``); ``what`` the call in logs.
+    """
+
+    __slots__ = ("acks", "build", "check", "command", "per_record", "slice_size", "targets", "what")
 
     def __init__(
         self,
@@ -78,10 +83,12 @@ class Call:
         check: Check,
         what: str,
         *,
+        command: str,
         slice_size: int,
         acks: Acks | None = None,
         per_record: int = 1,
     ) -> None:
+        self.command = command
         self.targets = targets
         self.build = build
         self.per_record = per_record  # commands per record
@@ -92,14 +99,16 @@ class Call:
 
 
 class _Redirect:
-    """Where a record's redirected commands go next, and which of them (not applied)."""
+    """Where a record's redirected commands go next, and which of them (not applied);
+    ``source`` is the node that redirected them."""
 
-    __slots__ = ("address", "ask", "positions")
+    __slots__ = ("address", "ask", "positions", "source")
 
-    def __init__(self, ask: bool, address: str, positions: list[int]) -> None:
+    def __init__(self, ask: bool, address: str, positions: list[int], source: str) -> None:
         self.ask = ask
         self.address = address
         self.positions = positions
+        self.source = source
 
 
 def _redirect(reply: Any) -> tuple[bool, str] | None:
@@ -122,12 +131,14 @@ class _Group:
     def __init__(
         self,
         call: Call,
+        node: ClusterNode,
         indices: list[int],
         asking: bool,
         redirected: dict[int, _Redirect],
         again: dict[int, _Redirect],
     ) -> None:
         self.call = call
+        self.node = node
         self.indices = indices
         self.asking = asking
         self.redirected = redirected
@@ -181,11 +192,11 @@ class _Group:
                 continue  # ASKING's +OK
             redirect = _redirect(reply)
             if redirect is None:
-                self.call.check(reply, position, record)
+                self.call.check(reply, position, record, self.node)
             elif record in self.again:
                 self.again[record].positions.append(position)
             else:
-                self.again[record] = _Redirect(*redirect, [position])
+                self.again[record] = _Redirect(*redirect, [position], self.node.name)
 
 
 class _NodePool:
@@ -230,15 +241,12 @@ class Router:
         self._stale = False
         self._known = False  # the client has read the slot map once
 
-    async def owners(self, slots: Iterable[int]) -> dict[int, ClusterNode]:
-        try:
-            with wire.translate_errors("cluster slot map"):
-                if self._stale:  # stays set until a refresh succeeds
-                    await self.client.nodes_manager.initialize()
-                    self._stale = False
-                await self.client.initialize()  # a no-op once the client knows the cluster
-        except RedisClusterException as exc:  # not a RedisError: e.g. "All slots are not covered"
-            raise TopologyError(f"cluster slot map: {exc}") from exc
+    async def owners(self, slots: Iterable[int], command: str) -> dict[int, ClusterNode]:
+        with wire.translate_errors("cluster slot map", command):
+            if self._stale:  # stays set until a refresh succeeds
+                await self.client.nodes_manager.initialize()
+                self._stale = False
+            await self.client.initialize()  # a no-op once the client knows the cluster
         self._known = True
         manager = self.client.nodes_manager
         try:
@@ -246,20 +254,22 @@ class Router:
         except (SlotNotCoveredError, KeyError) as exc:  # KeyError: a slot the map lacks
             self._stale = True
             words = f"no node serves slot {exc}" if isinstance(exc, KeyError) else exc
-            raise TopologyError(f"cluster slot map: {words}") from exc
+            raise command_error(
+                TopologyError, f"cluster slot map: {words}", command=command
+            ) from exc
 
-    async def owner(self, slot: int) -> ClusterNode:
+    async def owner(self, slot: int, command: str) -> ClusterNode:
         """The node of one slot: the slot map's answer at once while it is current."""
         if self._known and not self._stale:
             try:
                 return self.client.nodes_manager.get_node_from_slot(slot)
             except (SlotNotCoveredError, KeyError):
                 pass  # the slow path marks the map stale and raises
-        return (await self.owners((slot,)))[slot]
+        return (await self.owners((slot,), command))[slot]
 
     async def call(self, *args: bytes | str | int, what: str) -> Any:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
-        await self.owners(())
+        await self.owners((), str(args[0]))
         # get_primaries() exists on every redis-py we support (get_random_primary_node: 7.1+)
         return await wire.call(as_node_client(self.client.get_primaries()[0]), *args, what=what)
 
@@ -269,11 +279,15 @@ class Router:
         pending = list(range(len(call.targets)))
         redirected: dict[int, _Redirect] = {}
         for _ in range(_MAX_REDIRECTS + 1):
-            owners = await self.owners(call.targets[i].slot for i in pending)
+            owners = await self.owners((call.targets[i].slot for i in pending), call.command)
             groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
             for i in pending:
                 redirect = redirected.get(i)
-                node = self.node(redirect.address) if redirect else owners[call.targets[i].slot]
+                node = (
+                    self.node(redirect.address, call.command)
+                    if redirect
+                    else owners[call.targets[i].slot]
+                )
                 asking = redirect is not None and redirect.ask
                 groups.setdefault((node.name, asking), (node, []))[1].append(i)
             again: dict[int, _Redirect] = {}
@@ -292,17 +306,24 @@ class Router:
             redirected = again
             logger.info("%s: %d record(s) redirected; sending them again", call.what, len(pending))
         first = redirected[pending[0]]
-        raise TopologyError(
-            f"{call.what}: still redirected after {_MAX_REDIRECTS} attempts "
-            f"({'ASK' if first.ask else 'MOVED'} to {first.address} "
-            f"for the record at index {pending[0]})"
+        raise command_error(
+            TopologyError,
+            f"still redirected after {_MAX_REDIRECTS} attempts "
+            f"({'ASK' if first.ask else 'MOVED'} to {first.address})",
+            command=call.command,
+            index=pending[0],
+            node=first.source,
         )
 
-    def node(self, address: str) -> ClusterNode:
+    def node(self, address: str, command: str) -> ClusterNode:
         node = self.client.get_node(node_name=address)
         if node is None:
             self._stale = True
-            raise TopologyError(f"redirected to {address}, which the slot map does not know")
+            raise command_error(
+                TopologyError,
+                f"redirected to {address}, which the slot map does not know",
+                command=command,
+            )
         return node
 
     async def _send_group(
@@ -316,7 +337,7 @@ class Router:
     ) -> None:
         """Send ``indices`` on one connection of ``node``: all their commands, or only those
         ``redirected`` names; note the redirected ones in ``again``."""
-        group = _Group(call, indices, asking, redirected, again)
+        group = _Group(call, node, indices, asking, redirected, again)
         await wire.execute(
             as_node_client(node),
             group.chunks(),
@@ -325,7 +346,7 @@ class Router:
             last_read_extra_s=call.acks.last_read_extra_s if call.acks else 0.0,
         )
         if call.acks:
-            call.acks.check(group.acks)
+            call.acks.check(group.acks, node)
 
     async def lost(self, node: ClusterNode, error: Exception) -> None:
         """The node may be gone or no longer own its slots: drop its idle
@@ -360,9 +381,12 @@ class Router:
 
 
 def _combined(shortfalls: list[tuple[str, Any]]) -> ReplicationError:
+    """One error for the nodes that fell short (each one's message names its node)."""
     first = shortfalls[0][1]
     return ReplicationError(
-        "; ".join(f"on {name}: {error}" for name, error in shortfalls),
+        "; ".join(str(error) for _, error in shortfalls),
+        command=first.command,
+        node=first.node if len(shortfalls) == 1 else None,
         acknowledged=min(error.acknowledged for _, error in shortfalls),
         required=first.required,
         local_acknowledged=first.local_acknowledged,

@@ -24,18 +24,22 @@ import hiredis
 import redis
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisClusterException
 
+from .._failures import command_error
 from ..errors import (
     EventLoopError,
     RedstreamError,
     ServerConnectionError,
     ServerError,
     ServerTimeoutError,
+    TopologyError,
     UnsupportedError,
 )
 
-__all__ = ["Chunk", "ReplyError", "call", "execute", "pack", "translate_errors"]
+__all__ = ["Chunk", "ReplyError", "address", "call", "execute", "pack", "translate_errors"]
 
 ReplyError = hiredis.ReplyError
 #: (RESP bytes, number of replies they produce); ``None`` asks for the oldest chunk's
@@ -56,9 +60,35 @@ def pack(*args: bytes | str | int) -> bytes:
     return packed
 
 
+def address(target: Any) -> str | None:
+    """``host:port`` of the server behind ``target`` (for errors; never on the happy path).
+
+    ``target`` is a cluster node, a client of one node (a Sentinel's ``master_for()``:
+    the primary it found last), or a cluster node as a wire target; a Unix socket
+    gives its path. ``None`` when it is not known (a Sentinel client before its
+    first connection).
+    """
+    if isinstance(target, ClusterNode):
+        return str(target.name)
+    pool = getattr(target, "connection_pool", None)
+    node = getattr(pool, "node", None)  # send.routing's view of one cluster node
+    if isinstance(node, ClusterNode):
+        return str(node.name)
+    primary = getattr(pool, "master_address", None)  # a Sentinel's primary
+    if primary:
+        return f"{primary[0]}:{primary[1]}"
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", None) or {}
+    if kwargs.get("path"):
+        return str(kwargs["path"])
+    if kwargs.get("host") is None or getattr(pool, "service_name", None) is not None:
+        return None
+    return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+
+
 @contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn redis-py and socket errors into aioredstream errors, chained."""
+def translate_errors(what: str, command: str | None = None) -> Iterator[None]:
+    """Turn redis-py and socket errors into aioredstream errors, chained; ``command`` is
+    what the block is for, when it is one command (the attribute of the error)."""
     try:
         yield
     except RedstreamError:
@@ -68,7 +98,9 @@ def translate_errors(what: str) -> Iterator[None]:
     except (redis_exc.ConnectionError, OSError, EOFError, hiredis.ProtocolError) as exc:
         raise ServerConnectionError(f"{what}: connection failed ({_cause(exc)})") from exc
     except redis_exc.RedisError as exc:
-        raise ServerError(f"{what}: {_cause(exc)}") from exc
+        raise command_error(ServerError, _cause(exc), command=command, what=what) from exc
+    except RedisClusterException as exc:  # not a RedisError: the slot map is incomplete
+        raise command_error(TopologyError, _cause(exc), command=command, what=what) from exc
     except RuntimeError as exc:
         if not any(sign in str(exc) for sign in _OTHER_LOOP):
             raise

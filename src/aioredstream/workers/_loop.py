@@ -1,4 +1,4 @@
-"""What the consumer, delayer and trimmer share: argument checks and the run loops."""
+"""What the consumer, delayer and trimmer share: the run loops (argument checks: _validate)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import TypeVar
 
 import anyio
 
-from ..errors import ArgumentError
 from .lock import Lock
 
-__all__ = ["LOCK_WAIT_S", "check_seconds", "plural", "run_forever", "run_step_once"]
+__all__ = ["LOCK_WAIT_S", "plural", "run_forever", "run_step_once"]
 
 #: the longest a standby waits on the notify list before trying the lock again (the gem's 5 s)
 LOCK_WAIT_S = 5.0
@@ -22,15 +21,6 @@ T = TypeVar("T")
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``"1 entry"``, ``"2 entries"``: a count with its noun in the right number."""
     return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
-
-
-def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
-    """``value`` as seconds; refuses bools, non-numbers, negatives (and zero if ``positive``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (value > 0 if positive else value >= 0):  # type: ignore[operator]
-        bound = "> 0" if positive else ">= 0"
-        raise ArgumentError(f"{what} must be seconds {bound}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 async def run_step_once(lock: Lock, step: Callable[[], Awaitable[T]], default: T) -> T:

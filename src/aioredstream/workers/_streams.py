@@ -8,8 +8,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from .._cluster import use_hash_tags
-from .._keys import Keys, check_name
-from ..errors import ArgumentError
+from .._keys import Keys
+from .._validate import check_name, parse_id
 from ..send import command as _command
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "max_consumer_id",
     "max_stream_id",
     "next_id",
-    "parse_id",
     "stream_size",
 ]
 
@@ -41,14 +40,6 @@ def keys_for(client: Client, namespace: str | None, hash_tags: bool | None) -> K
 def decode(value: bytes | str) -> str:
     """Replies come as bytes or str depending on the client's ``decode_responses``."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def parse_id(message_id: str) -> tuple[int, int]:
-    """``"<ms>-<seq>"`` as a pair of ints, so ids compare numerically (``"1-10" > "1-9"``)."""
-    ms, sep, seq = message_id.partition("-")
-    if not (ms.isdigit() and (not sep or seq.isdigit())):
-        raise ArgumentError(f"not a stream entry id: {message_id!r}")
-    return int(ms), int(seq or 0)
 
 
 def next_id(message_id: str) -> str:

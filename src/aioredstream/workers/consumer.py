@@ -11,11 +11,11 @@ from typing import Any
 import anyio
 
 from .. import _telemetry
-from .._keys import check_name
+from .._validate import check_count, check_id, check_name, check_seconds
 from ..errors import ArgumentError, MessageError
 from ..send import command as _command
 from . import _dead
-from ._loop import check_seconds, plural, run_forever, run_step_once
+from ._loop import plural, run_forever, run_step_once
 from ._streams import Client, decode, keys_for
 from .lock import Lock, worker_lock_name
 from .message import Message, decode_fields
@@ -68,11 +68,9 @@ class Consumer:
         self.retry = retry
         self.dead_letter = bool(dead_letter)
         check_name(name, "consumer name")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.stream_name = stream_name
         self.name = name
-        self.batch_size = batch_size
+        self.batch_size = check_count(batch_size, "batch_size")
         self.block = check_seconds(block, "block", positive=True)
         self.backoff = check_seconds(backoff, "backoff")
         keys = keys_for(client, namespace, hash_tags)
@@ -259,7 +257,9 @@ class Consumer:
         )
 
     async def commit(self, message_id: str) -> None:
-        """Store ``message_id`` as the offset: reading resumes after it."""
+        """Store ``message_id`` (a stream id ``<ms>-<seq>``) as the offset: reading resumes
+        after it."""
+        check_id(message_id, "message_id")
         await _command.run(self._client, "SET", self._offset_key, message_id, key=self._offset_key)
 
 

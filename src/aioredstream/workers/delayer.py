@@ -14,11 +14,12 @@ from typing import Any
 import anyio
 
 from .. import _telemetry
-from .._keys import DELAY_SUFFIX, check_name
+from .._keys import DELAY_SUFFIX
+from .._validate import check_name, check_seconds, parse_id
 from ..errors import ArgumentError
 from ..send import command as _command
-from ._loop import check_seconds, plural, run_forever, run_step_once
-from ._streams import Client, decode, parse_id
+from ._loop import plural, run_forever, run_step_once
+from ._streams import Client, decode
 from .consumer import Consumer, valid_messages
 from .message import decode_fields
 
@@ -153,17 +154,16 @@ class Delayer:
         what = f"deliver {len(ids)} delay messages to {self._stream_key}"
         if messages:
             copies = [("XADD", self._stream_key, "*", "payload", m.raw_payload) for m in messages]
-            replies = await _command.pipeline(self._client, copies, key=self._delay_key, what=what)
-            for reply in replies:  # a refused copy keeps every delay message
-                _command.check(reply, f"{what} (XADD)", self._client)
-        done = await _command.pipeline(
+            # a refused copy keeps every delay message
+            await _command.pipeline(
+                self._client, copies, key=self._delay_key, what=f"{what} (XADD)"
+            )
+        await _command.pipeline(
             self._client,
             [("XDEL", self._delay_key, *ids), ("SET", self._offset_key, ids[-1])],
             key=self._delay_key,
-            what=what,
+            what=f"{what} (XDEL, SET offset)",
         )
-        for reply in done:
-            _command.check(reply, f"{what} (XDEL, SET offset)", self._client)
         logger.info(
             "delayed %s on %s by %.1fs",
             *(plural(len(messages), "message"), self.stream_name, self.delay),

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from .._keys import check_name
+from .._validate import check_lock_name, check_name, check_seconds
 from ..errors import ArgumentError
 from ..send import command as _command
 from ..send.command import Script
@@ -88,12 +88,11 @@ class Lock:
     ) -> None:
         # Lock names are composite (``consumer:<stream>:<name>``): their parts are
         # checked by the workers; here only emptiness and control characters matter.
-        if not isinstance(name, str) or not name or not name.isprintable():
-            raise ArgumentError(f"lock name must be a non-empty printable str, got {name!r}")
-        if not isinstance(expiry, int | float) or not expiry > 0:
-            raise ArgumentError(f"expiry must be seconds > 0, got {expiry!r}")
-        if not isinstance(refresh, int | float) or not 0 < refresh < expiry:
-            raise ArgumentError(f"refresh must be seconds > 0 and < expiry, got {refresh!r}")
+        check_lock_name(name)
+        expiry = check_seconds(expiry, "expiry", positive=True)
+        refresh = check_seconds(refresh, "refresh", positive=True)
+        if not refresh < expiry:
+            raise ArgumentError(f"refresh must be seconds < expiry ({expiry}), got {refresh!r}")
         keys = keys_for(client, namespace, hash_tags)
         self.name = name
         self.key = keys.lock(name)
@@ -232,6 +231,7 @@ class Lock:
         A holder that vanished without releasing leaves a key that expires on its
         own, so a standby tries again by then rather than after the full ``max_wait``.
         """
+        check_seconds(max_wait, "max_wait")
         ttl_ms = self.holder_ttl_ms
         wait_s = max_wait if ttl_ms is None or ttl_ms < 0 else min(max_wait, ttl_ms / 1000)
         if not self._standing_by:  # once per stretch of standing by, not every wait
@@ -246,7 +246,7 @@ class Lock:
 
     async def wait(self, max_wait: float) -> bool:
         """Block until a holder releases the lock, at most ``max_wait`` s; ``True`` if woken."""
-        if max_wait <= 0:
+        if check_seconds(max_wait, "max_wait") == 0:
             return False
         # The read waits for the socket timeout on top of the block: no timeout when idle.
         reply: Any = await _command.run(

@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .._validate import check_count, check_number, check_seconds
 from ..errors import ArgumentError
-from ._loop import check_seconds
 
 __all__ = ["Backoff", "Retry", "exponential"]
 
@@ -30,8 +30,7 @@ def exponential(
     wait is drawn uniformly from its upper half, so restarted workers spread out."""
     first = check_seconds(first, "first", positive=True)
     most = check_seconds(most, "most", positive=True)
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
-        raise ArgumentError(f"factor must be a number >= 1, got {factor!r}")
+    factor = check_number(factor, "factor", least=1)
     if most < first:
         raise ArgumentError(f"most ({most}) must be at least first ({first})")
 
@@ -54,9 +53,6 @@ class Retry:
     backoff: Backoff = field(default_factory=exponential)
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ArgumentError(f"attempts must be an int >= 1, got {self.attempts!r}")
-        if self.attempts < 1:
-            raise ArgumentError(f"attempts must be an int >= 1, got {self.attempts!r}")
+        check_count(self.attempts, "attempts")
         if not callable(self.backoff):
             raise ArgumentError(f"backoff must be a function of the attempt, got {self.backoff!r}")

@@ -9,11 +9,11 @@ from typing import Any
 import anyio
 
 from .. import _telemetry
-from .._keys import check_name
+from .._validate import check_name, check_seconds, parse_id
 from ..errors import ArgumentError, ServerError
 from ..send import command as _command
-from ._loop import check_seconds, plural, run_forever, run_step_once
-from ._streams import Client, decode, keys_for, next_id, parse_id
+from ._loop import plural, run_forever, run_step_once
+from ._streams import Client, decode, keys_for, next_id
 from .lock import Lock, worker_lock_name
 
 __all__ = ["Trimmer"]
