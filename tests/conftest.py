@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import shutil
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,21 +52,45 @@ class ServerFactory:
             server.cleanup()
 
 
+def _reply(server: ServerProcess, request: bytes, replies: int, timeout_s: float = 2.0) -> bytes:
+    """Send ``request`` and read until ``replies`` whole RESP replies have arrived (simple
+    lines, or one ``$<len>`` bulk string each), or fail at the deadline: no fixed sleep."""
+    deadline = time.monotonic() + timeout_s
+    with socket.create_connection((server.host, server.port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        data = b""
+        while _complete(data) < replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"port {server.port}: {replies} replies not in {timeout_s}s")
+            sock.settimeout(remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"port {server.port} closed the connection: {data!r}")
+            data += chunk
+        return data
+
+
+def _complete(data: bytes) -> int:
+    """How many whole replies ``data`` holds."""
+    count, at = 0, 0
+    while (end := data.find(b"\r\n", at)) >= 0:
+        if data[at : at + 1] == b"$" and (size := int(data[at + 1 : end])) >= 0:
+            if len(data) < end + 2 + size + 2:
+                break
+            end += 2 + size
+        count, at = count + 1, end + 2
+    return count
+
+
 def _info_replication(server: ServerProcess) -> bytes:
-    with socket.create_connection((server.host, server.port), timeout=1) as sock:
-        sock.sendall(b"INFO replication\r\n")
-        time.sleep(0.02)
-        return sock.recv(65536)
+    return _reply(server, b"INFO replication\r\n", 1)
 
 
 def _acks(primary: ServerProcess) -> bool:
     """A fresh replica acknowledges writes only some time after it is online."""
-    with socket.create_connection((primary.host, primary.port), timeout=2) as sock:
-        sock.sendall(b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n")
-        data = b""
-        while data.count(b"\r\n") < 3:
-            data += sock.recv(1024)
-        return data.endswith(b":1\r\n")
+    request = b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n"
+    return _reply(primary, request, 3).endswith(b":1\r\n")
 
 
 def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: float = 10.0) -> None:
@@ -77,6 +103,23 @@ def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: flo
                 return
         time.sleep(0.05)
     raise RuntimeError(f"replica on port {replica.port} never linked to its primary")
+
+
+class StallableReplica:
+    """A primary and its one replica, linked and acknowledging at the start of the test;
+    ``stalled()`` freezes the replica (SIGSTOP: still connected, acknowledging nothing)."""
+
+    def __init__(self, primary: ServerProcess, replica: ServerProcess) -> None:
+        self.primary = primary
+        self.replica = replica
+
+    @contextmanager
+    def stalled(self) -> Iterator[None]:
+        self.replica.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.replica.signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)
@@ -108,10 +151,19 @@ def server_factory(server_kind: str) -> Iterator[ServerFactory]:
 
 
 @pytest.fixture(scope="session")
-def primary_replica(_session_servers: ServerFactory) -> tuple[ServerProcess, ServerProcess]:
+def _replicated(_session_servers: ServerFactory) -> StallableReplica:
     primary = _session_servers()
-    replica = _session_servers.replica_of(primary)
-    return primary, replica
+    return StallableReplica(primary, _session_servers.replica_of(primary))
+
+
+@pytest.fixture
+def stallable_replica(_replicated: StallableReplica) -> Iterator[StallableReplica]:
+    """The session's primary + replica (of the current kind), flushed, the replica linked
+    and acknowledging again; a replica left stalled is resumed after the test."""
+    _reply(_replicated.primary, b"FLUSHALL\r\n", 1)
+    wait_for_link(_replicated.replica, _replicated.primary)
+    yield _replicated
+    _replicated.replica.signal(signal.SIGCONT)
 
 
 @pytest.fixture
