@@ -11,13 +11,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess, valkey_binary
 
+from .helpers import asgi_client
 from .sql import Database, open_database
+
+if TYPE_CHECKING:
+    import httpx
+    from examples.fastapi_app import Settings
 
 SERVER_KINDS = ["redis", "valkey"]
 DATABASE_KINDS = ["sqlite", "postgresql"]
@@ -205,6 +211,30 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         if isinstance(database, str):
             pytest.skip(database)
         yield database
+
+
+@pytest.fixture
+def shop_settings(database: Database, server: ServerProcess, client: Redis) -> Settings:
+    """Settings of examples/fastapi_app.py: this test's database, the flushed session
+    server, namespace "shop"."""
+    from examples.fastapi_app import Settings
+
+    return Settings(
+        redis_url=server.url,
+        database_url=database.url,
+        database_schema=database.schema,
+        namespace="shop",
+    )
+
+
+@pytest.fixture
+async def shop(shop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """examples/fastapi_app.py on ``shop_settings``, its lifespan run (it creates the
+    products table), served to an httpx client."""
+    from examples.fastapi_app import create_app
+
+    async with asgi_client(create_app(shop_settings), "http://shop") as http:
+        yield http
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
