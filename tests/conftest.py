@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import shutil
@@ -250,6 +251,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what exists before the first test (modules, collected items) out of the
+    garbage collector's reach, so each test's ``gc.collect()`` below scans only what the
+    tests made: about 90 ms a test otherwise. No future or loop exists yet to hide.
+    Hypothesis, imported later, would check other libraries' PRNGs with
+    ``gc.get_referrers``, which does not see frozen objects: it is imported first."""
+    with contextlib.suppress(ImportError):
+        import hypothesis  # noqa: F401
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    gc.unfreeze()
 
 
 class _LoopErrors(logging.Handler):
