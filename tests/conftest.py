@@ -136,11 +136,15 @@ def server_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def _session_servers(server_kind: str) -> Iterator[ServerFactory]:
-    factory = ServerFactory(server_kind)
+def _owned_servers(kind: str) -> Iterator[ServerFactory]:
+    factory = ServerFactory(kind)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def _session_servers(server_kind: str) -> Iterator[ServerFactory]:
+    yield from _owned_servers(server_kind)
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +156,7 @@ def server(_session_servers: ServerFactory) -> ServerProcess:
 @pytest.fixture
 def server_factory(server_kind: str) -> Iterator[ServerFactory]:
     """Start extra servers (of the current kind) that this test owns and may break."""
-    factory = ServerFactory(server_kind)
-    yield factory
-    factory.cleanup()
+    yield from _owned_servers(server_kind)
 
 
 @pytest.fixture(scope="session")
