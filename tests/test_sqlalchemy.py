@@ -91,13 +91,18 @@ async def streams(client: Redis) -> Streams:
     return {name: await payloads(client, name) for name in names}
 
 
+async def flushed(session: AsyncSession, record: Account) -> Account:
+    """``record`` added and flushed: its delay message is written."""
+    session.add(record)
+    await session.flush()
+    return record
+
+
 async def insert_update_delete_delay_on_flush_and_queue_after_commit(
     maker: Maker, client: Redis
 ) -> Streams:
     async with maker() as session:
-        account = Account(name="ada")
-        session.add(account)
-        await session.flush()
+        account = await flushed(session, Account(name="ada"))
         assert (await streams(client))["accounts.delay"] == [{"id": account.id}]
         assert "accounts" not in await streams(client)
         await session.commit()
@@ -162,9 +167,7 @@ async def several_flushes_and_a_row_changed_twice_give_one_message(
     maker: Maker, client: Redis
 ) -> Streams:
     async with maker() as session:
-        account = Account(name="v1")
-        session.add(account)
-        await session.flush()
+        account = await flushed(session, Account(name="v1"))
         account.name = "v2"
         await session.flush()
         account.name = "v3"
@@ -178,9 +181,7 @@ async def inserted_and_deleted_in_one_transaction_is_one_message(
     maker: Maker, client: Redis
 ) -> Streams:
     async with maker() as session:
-        account = Account(name="brief")
-        session.add(account)
-        await session.flush()
+        account = await flushed(session, Account(name="brief"))
         await session.delete(account)
         await session.commit()
     return {"accounts": [{"id": account.id}], "accounts.delay": []}
@@ -188,9 +189,7 @@ async def inserted_and_deleted_in_one_transaction_is_one_message(
 
 async def released_savepoint_is_queued_by_the_outer_commit(maker: Maker, client: Redis) -> Streams:
     async with maker() as session:
-        outer = Account(name="outer")
-        session.add(outer)
-        await session.flush()
+        outer = await flushed(session, Account(name="outer"))
         async with session.begin_nested():
             inner = Account(name="inner")
             session.add(inner)
@@ -202,9 +201,7 @@ async def released_savepoint_is_queued_by_the_outer_commit(maker: Maker, client:
 
 async def rolled_back_savepoint_drops_only_its_own_messages(maker: Maker, client: Redis) -> Streams:
     async with maker() as session:
-        outer = Account(name="outer")
-        session.add(outer)
-        await session.flush()
+        outer = await flushed(session, Account(name="outer"))
         outer_id = outer.id
         savepoint = await session.begin_nested()
         discarded = Account(name="discarded")
