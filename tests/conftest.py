@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import shutil
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess, valkey_binary
 
+from .helpers import asgi_client
 from .sql import Database, open_database
+
+if TYPE_CHECKING:
+    import httpx
+    from examples.fastapi_app import Settings
 
 SERVER_KINDS = ["redis", "valkey"]
 DATABASE_KINDS = ["sqlite", "postgresql"]
@@ -50,21 +59,45 @@ class ServerFactory:
             server.cleanup()
 
 
+def _reply(server: ServerProcess, request: bytes, replies: int, timeout_s: float = 2.0) -> bytes:
+    """Send ``request`` and read until ``replies`` whole RESP replies have arrived (simple
+    lines, or one ``$<len>`` bulk string each), or fail at the deadline: no fixed sleep."""
+    deadline = time.monotonic() + timeout_s
+    with socket.create_connection((server.host, server.port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        data = b""
+        while _complete(data) < replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"port {server.port}: {replies} replies not in {timeout_s}s")
+            sock.settimeout(remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"port {server.port} closed the connection: {data!r}")
+            data += chunk
+        return data
+
+
+def _complete(data: bytes) -> int:
+    """How many whole replies ``data`` holds."""
+    count, at = 0, 0
+    while (end := data.find(b"\r\n", at)) >= 0:
+        if data[at : at + 1] == b"$" and (size := int(data[at + 1 : end])) >= 0:
+            if len(data) < end + 2 + size + 2:
+                break
+            end += 2 + size
+        count, at = count + 1, end + 2
+    return count
+
+
 def _info_replication(server: ServerProcess) -> bytes:
-    with socket.create_connection((server.host, server.port), timeout=1) as sock:
-        sock.sendall(b"INFO replication\r\n")
-        time.sleep(0.02)
-        return sock.recv(65536)
+    return _reply(server, b"INFO replication\r\n", 1)
 
 
 def _acks(primary: ServerProcess) -> bool:
     """A fresh replica acknowledges writes only some time after it is online."""
-    with socket.create_connection((primary.host, primary.port), timeout=2) as sock:
-        sock.sendall(b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n")
-        data = b""
-        while data.count(b"\r\n") < 3:
-            data += sock.recv(1024)
-        return data.endswith(b":1\r\n")
+    request = b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n"
+    return _reply(primary, request, 3).endswith(b":1\r\n")
 
 
 def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: float = 10.0) -> None:
@@ -79,6 +112,23 @@ def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: flo
     raise RuntimeError(f"replica on port {replica.port} never linked to its primary")
 
 
+class StallableReplica:
+    """A primary and its one replica, linked and acknowledging at the start of the test;
+    ``stalled()`` freezes the replica (SIGSTOP: still connected, acknowledging nothing)."""
+
+    def __init__(self, primary: ServerProcess, replica: ServerProcess) -> None:
+        self.primary = primary
+        self.replica = replica
+
+    @contextmanager
+    def stalled(self) -> Iterator[None]:
+        self.replica.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.replica.signal(signal.SIGCONT)
+
+
 @pytest.fixture(scope="session", params=SERVER_KINDS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
@@ -86,11 +136,15 @@ def server_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def _session_servers(server_kind: str) -> Iterator[ServerFactory]:
-    factory = ServerFactory(server_kind)
+def _owned_servers(kind: str) -> Iterator[ServerFactory]:
+    factory = ServerFactory(kind)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def _session_servers(server_kind: str) -> Iterator[ServerFactory]:
+    yield from _owned_servers(server_kind)
 
 
 @pytest.fixture(scope="session")
@@ -102,16 +156,23 @@ def server(_session_servers: ServerFactory) -> ServerProcess:
 @pytest.fixture
 def server_factory(server_kind: str) -> Iterator[ServerFactory]:
     """Start extra servers (of the current kind) that this test owns and may break."""
-    factory = ServerFactory(server_kind)
-    yield factory
-    factory.cleanup()
+    yield from _owned_servers(server_kind)
 
 
 @pytest.fixture(scope="session")
-def primary_replica(_session_servers: ServerFactory) -> tuple[ServerProcess, ServerProcess]:
+def _replicated(_session_servers: ServerFactory) -> StallableReplica:
     primary = _session_servers()
-    replica = _session_servers.replica_of(primary)
-    return primary, replica
+    return StallableReplica(primary, _session_servers.replica_of(primary))
+
+
+@pytest.fixture
+def stallable_replica(_replicated: StallableReplica) -> Iterator[StallableReplica]:
+    """The session's primary + replica (of the current kind), flushed, the replica linked
+    and acknowledging again; a replica left stalled is resumed after the test."""
+    _reply(_replicated.primary, b"FLUSHALL\r\n", 1)
+    wait_for_link(_replicated.replica, _replicated.primary)
+    yield _replicated
+    _replicated.replica.signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -155,6 +216,30 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield database
 
 
+@pytest.fixture
+def shop_settings(database: Database, server: ServerProcess, client: Redis) -> Settings:
+    """Settings of examples/fastapi_app.py: this test's database, the flushed session
+    server, namespace "shop"."""
+    from examples.fastapi_app import Settings
+
+    return Settings(
+        redis_url=server.url,
+        database_url=database.url,
+        database_schema=database.schema,
+        namespace="shop",
+    )
+
+
+@pytest.fixture
+async def shop(shop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """examples/fastapi_app.py on ``shop_settings``, its lifespan run (it creates the
+    products table), served to an httpx client."""
+    from examples.fastapi_app import create_app
+
+    async with asgi_client(create_app(shop_settings), "http://shop") as http:
+        yield http
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow", action="store_true", help="also run tests marked slow (make test-all)"
@@ -168,6 +253,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what exists before the first test (modules, collected items) out of the
+    garbage collector's reach (see ``no_unobserved_loop_errors``). Hypothesis, imported
+    later, would check other libraries' PRNGs with ``gc.get_referrers``, which does not
+    see frozen objects: it is imported first."""
+    with contextlib.suppress(ImportError):
+        import hypothesis  # noqa: F401
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    gc.unfreeze()
 
 
 class _LoopErrors(logging.Handler):
@@ -186,7 +286,14 @@ class _LoopErrors(logging.Handler):
 @pytest.fixture(autouse=True)
 def no_unobserved_loop_errors() -> Iterator[_LoopErrors]:
     """Fail a test after which a loop reports an error nobody observed (checked after
-    ``gc.collect()``, which is when a dropped future reports its exception)."""
+    ``gc.collect()``, which is when a dropped future reports its exception).
+
+    What is still alive after that collection is then frozen (``gc.freeze()``), so the
+    next test's collection scans only what that test made: a full collection over the
+    session's whole heap cost 0.1-0.4 s a test. The one thing given up: an object that
+    outlived its test and later becomes garbage inside a reference cycle is never
+    collected, so an unobserved error it holds is not reported (by the old collection it
+    was reported after whichever later test happened to free it)."""
     watcher = _LoopErrors()
     watcher.setFormatter(logging.Formatter("%(message)s"))
     asyncio_logger = logging.getLogger("asyncio")
@@ -194,6 +301,7 @@ def no_unobserved_loop_errors() -> Iterator[_LoopErrors]:
     try:
         yield watcher
         gc.collect()
+        gc.freeze()
     finally:
         asyncio_logger.removeHandler(watcher)
     assert not watcher.seen, "event loop errors nobody observed:\n" + "\n".join(watcher.seen)

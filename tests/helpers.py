@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
+from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from aioredstream import Model
@@ -44,11 +47,28 @@ async def in_use(client: Redis) -> int:
     return len(pool._in_use_connections)
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0) -> None:
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], what: str = "", *, timeout_s: float = 10.0
+) -> None:
     """Poll ``condition`` until it holds; fail (not time) the test if it never does."""
-    with anyio.fail_after(timeout_s):
-        while not await condition():  # noqa: ASYNC110 - polling server state, no event exists
-            await anyio.sleep(0.02)
+    try:
+        with anyio.fail_after(timeout_s):
+            while not await condition():  # noqa: ASYNC110 - polling state, no event exists
+                await anyio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout_s}s: {what or condition!r}") from None
+
+
+@asynccontextmanager
+async def asgi_client(app: Any, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
+    """An ASGI app with its lifespan started, served in-process to an httpx client."""
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url=base_url
+        ) as http,
+    ):
+        yield http
 
 
 def decoded(value: Any) -> Any:

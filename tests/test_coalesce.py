@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import signal
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -20,7 +19,7 @@ from aioredstream import (
 )
 from aioredstream.testing import ServerProcess
 
-from .conftest import ClientFactory, ServerFactory
+from .conftest import ClientFactory, ServerFactory, StallableReplica
 from .helpers import Post, User, entries, in_use
 
 DELAY = "redstream:stream:users.delay"
@@ -94,25 +93,20 @@ async def test_a_bad_payload_raises_in_its_caller_and_is_never_sent(client: Redi
 
 
 async def test_one_wait_per_coalesced_batch_never_falsely_acknowledges_a_stalled_replica(
-    server_factory: ServerFactory, make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
-    primary = server_factory()
-    replica = server_factory.replica_of(primary)
-    client = make_client(primary.url)
+    client = make_client(stallable_replica.primary.url)
     producer = Producer(client, wait=1, wait_timeout=0.3)
     healthy = await asyncio.gather(*(producer.delay(User(n)) for n in range(100)))
     assert len(set(healthy)) == 100
     await client.set("redstream:stream:posts.delay", "not a stream")
-    replica.signal(signal.SIGSTOP)
-    try:
+    with stallable_replica.stalled():
         results = await asyncio.gather(
             *(producer.delay(User(n)) for n in range(100)),
             *(producer.queue(Post(n)) for n in range(20)),
             producer.delay(Post(0)),
             return_exceptions=True,
         )
-    finally:
-        replica.signal(signal.SIGCONT)
     # an error reply is that caller's answer, whatever the batch's WAIT says
     wrong_type = results.pop()
     assert isinstance(wrong_type, ServerError)

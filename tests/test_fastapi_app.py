@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from examples.fastapi_app import Settings, create_app
+from examples.fastapi_app import create_app
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess
 
-from .helpers import entries
-from .sql import Database
+from .helpers import asgi_client, entries
 
 STREAM = "shop:redstream:stream:products"
-
-
-@pytest.fixture
-async def shop(
-    database: Database, server: ServerProcess, client: Redis
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        redis_url=server.url,
-        database_url=database.url,
-        database_schema=database.schema,
-        namespace="shop",
-    )
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
-        ) as http,
-    ):
-        yield http
 
 
 async def payloads(client: Redis, key: str = STREAM) -> list[Any]:
@@ -95,13 +72,7 @@ async def test_app_reads_its_servers_from_the_environment(
     monkeypatch.setenv("REDIS_URL", server.url)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/env.db")
     monkeypatch.delenv("REDSTREAM_NAMESPACE", raising=False)
-    app = create_app()
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://t"
-        ) as http,
-    ):
+    async with asgi_client(create_app()) as http:
         assert (await http.post("/products", json={"name": "env", "price_cents": 1})).is_success
     assert await payloads(client, "redstream:stream:products") == [{"id": 1}]
     assert (tmp_path / "env.db").exists()

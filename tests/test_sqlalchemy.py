@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from aioredstream import (
 )
 from aioredstream.integrations.sqlalchemy import track
 
-from .helpers import entries
+from .helpers import decoded, entries
 from .sql import Account, AuditLog, BlogPost, Database, Note, Shop, registry
 
 Maker = async_sessionmaker[AsyncSession]
@@ -47,12 +47,27 @@ def producer(client: Redis) -> Producer:
     return Producer(client, registry=registry())
 
 
+@asynccontextmanager
+async def tracked(
+    engine: AsyncEngine,
+    producer: Producer,
+    *models: type,
+    expire_on_commit: bool = True,
+) -> AsyncIterator[Maker]:
+    """A session maker on ``engine`` whose sessions ``producer`` tracks, untracked after
+    (``expire_on_commit`` defaults to SQLAlchemy's own default)."""
+    maker = async_sessionmaker(engine, expire_on_commit=expire_on_commit)
+    tracker = track(producer, models=list(models), sessions=maker)
+    try:
+        yield maker
+    finally:
+        tracker.remove()
+
+
 @pytest.fixture
-def maker(engine: AsyncEngine, producer: Producer) -> Iterator[Maker]:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
-    tracker = track(producer, models=[Account, Note], sessions=maker)
-    yield maker
-    tracker.remove()
+async def maker(engine: AsyncEngine, producer: Producer) -> AsyncIterator[Maker]:
+    async with tracked(engine, producer, Account, Note, expire_on_commit=False) as maker:
+        yield maker
 
 
 async def count_accounts(engine: AsyncEngine) -> int:
@@ -61,18 +76,37 @@ async def count_accounts(engine: AsyncEngine) -> int:
         return int((await conn.execute(select(func.count()).select_from(Account))).scalar_one())
 
 
-async def test_insert_update_delete_delay_on_flush_and_queue_after_commit(
+# -- what tracked sessions write: each case runs sessions on a tracked maker, may check the
+# streams on the way, and returns every stream it expects afterwards ({} = no key at all)
+
+Streams = dict[str, list[Any]]
+Script = Callable[[Maker, Redis], Awaitable[Streams]]
+
+
+async def streams(client: Redis) -> Streams:
+    """Every key of the server, each a stream under ``redstream:stream:``, with its payloads."""
+    keys = sorted(decoded(key) for key in await client.keys("*"))
+    assert all(key.startswith("redstream:stream:") for key in keys), keys
+    names = [key.removeprefix("redstream:stream:") for key in keys]
+    return {name: await payloads(client, name) for name in names}
+
+
+async def flushed(session: AsyncSession, record: Account) -> Account:
+    """``record`` added and flushed: its delay message is written."""
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def insert_update_delete_delay_on_flush_and_queue_after_commit(
     maker: Maker, client: Redis
-) -> None:
+) -> Streams:
     async with maker() as session:
-        account = Account(name="ada")
-        session.add(account)
-        await session.flush()
-        assert await payloads(client, "accounts.delay") == [{"id": account.id}]
-        assert await payloads(client, "accounts") == []
+        account = await flushed(session, Account(name="ada"))
+        assert (await streams(client))["accounts.delay"] == [{"id": account.id}]
+        assert "accounts" not in await streams(client)
         await session.commit()
-        assert await payloads(client, "accounts.delay") == []
-        assert await payloads(client, "accounts") == [{"id": account.id}]
+        assert await streams(client) == {"accounts.delay": [], "accounts": [{"id": account.id}]}
 
         account.name = "ada lovelace"
         await session.commit()
@@ -80,10 +114,201 @@ async def test_insert_update_delete_delay_on_flush_and_queue_after_commit(
         await session.commit()
         await session.delete(account)  # cascades to the note
         await session.commit()
-    assert await payloads(client, "accounts") == [{"id": account.id}] * 3
-    assert await payloads(client, "notes") == [{"id": 1, "account_id": account.id}] * 2
-    assert await payloads(client, "accounts.delay") == []
-    assert await payloads(client, "notes.delay") == []
+    return {
+        "accounts": [{"id": account.id}] * 3,
+        "accounts.delay": [],
+        "notes": [{"id": 1, "account_id": account.id}] * 2,
+        "notes.delay": [],
+    }
+
+
+async def expired_instances_are_not_loaded_after_commit(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:  # expire_on_commit=True: attributes expire at commit
+        account = Account(name="expires")
+        session.add(account)
+        await session.commit()  # the queue message uses the payload taken at flush
+        await session.delete(account)  # expired: the flush loads what DELETE needs
+        await session.commit()
+    return {"accounts": [{"id": 1}, {"id": 1}], "accounts.delay": []}
+
+
+async def instances_without_column_changes_are_skipped(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:
+        account = Account(name="same")
+        session.add(account)
+        await session.commit()
+    await client.flushall()
+    async with maker() as session:
+        loaded = await session.get(Account, account.id)
+        assert loaded is not None
+        loaded.name = "same"  # dirty, no net change
+        session.add(AuditLog(line="untracked model"))
+        await session.commit()
+    return {}
+
+
+async def rollback_writes_no_queue_message(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:
+        session.add(Account(name="doomed"))
+        await session.flush()
+        await session.rollback()
+        session.add(Account(name="kept"))
+        await session.commit()
+    # SQLite hands out the rolled-back id again, PostgreSQL's sequence does not.
+    kept = 1 if maker.kw["bind"].dialect.name == "sqlite" else 2
+    return {
+        # The rolled-back row's delay message stays for the delayer (a harmless re-sync).
+        "accounts.delay": [{"id": 1}],
+        "accounts": [{"id": kept}],
+    }
+
+
+async def several_flushes_and_a_row_changed_twice_give_one_message(
+    maker: Maker, client: Redis
+) -> Streams:
+    async with maker() as session:
+        account = await flushed(session, Account(name="v1"))
+        account.name = "v2"
+        await session.flush()
+        account.name = "v3"
+        await session.execute(select(Account))  # autoflush
+        assert await streams(client) == {"accounts.delay": [{"id": account.id}]}
+        await session.commit()
+    return {"accounts": [{"id": account.id}], "accounts.delay": []}
+
+
+async def inserted_and_deleted_in_one_transaction_is_one_message(
+    maker: Maker, client: Redis
+) -> Streams:
+    async with maker() as session:
+        account = await flushed(session, Account(name="brief"))
+        await session.delete(account)
+        await session.commit()
+    return {"accounts": [{"id": account.id}], "accounts.delay": []}
+
+
+async def released_savepoint_is_queued_by_the_outer_commit(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:
+        outer = await flushed(session, Account(name="outer"))
+        async with session.begin_nested():
+            inner = Account(name="inner")
+            session.add(inner)
+            outer.name = "outer, changed in the savepoint"  # already pending: no new delay
+        assert await streams(client) == {"accounts.delay": [{"id": outer.id}, {"id": inner.id}]}
+        await session.commit()
+    return {"accounts": [{"id": outer.id}, {"id": inner.id}], "accounts.delay": []}
+
+
+async def rolled_back_savepoint_drops_only_its_own_messages(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:
+        outer = await flushed(session, Account(name="outer"))
+        outer_id = outer.id
+        savepoint = await session.begin_nested()
+        discarded = Account(name="discarded")
+        session.add(discarded)
+        outer.name = "changed, then discarded"
+        await session.flush()
+        discarded_id = discarded.id
+        await savepoint.rollback()
+        await session.commit()
+    return {
+        "accounts": [{"id": outer_id}],
+        # The discarded row's delay message stays for the delayer.
+        "accounts.delay": [{"id": discarded_id}],
+    }
+
+
+async def begin_context_managers_queue_after_commit(maker: Maker, client: Redis) -> Streams:
+    async with maker.begin() as session:
+        session.add(Account(name="one"))
+    async with maker() as session, session.begin():
+        session.add(Account(name="two"))
+    return {"accounts": [{"id": 1}, {"id": 2}], "accounts.delay": []}
+
+
+async def registered_model_and_orphan_delete(maker: Maker, client: Redis) -> Streams:
+    async with maker() as session:
+        account = Account(name="owner", notes=[Note(body="a"), Note(body="b")])
+        session.add(account)
+        await session.commit()
+        await session.refresh(account, ["notes"])
+        orphan = account.notes.pop(0)  # delete-orphan: deleted by the flush
+        await session.commit()
+    return {
+        "accounts": [{"id": account.id}],  # the account itself did not change afterwards
+        "accounts.delay": [],
+        "notes": [
+            {"id": 1, "account_id": account.id},
+            {"id": 2, "account_id": account.id},
+            {"id": orphan.id, "account_id": account.id},
+        ],
+        "notes.delay": [],
+    }
+
+
+async def untracked_sessions_write_nothing(maker: Maker, client: Redis) -> Streams:
+    other = async_sessionmaker(maker.kw["bind"])
+    async with other.begin() as session:
+        session.add(Account(name="elsewhere"))
+    assert await streams(client) == {}
+    async with maker.begin() as session:
+        session.add(Account(name="here"))
+    return {"accounts": [{"id": 2}], "accounts.delay": []}
+
+
+async def rows_of_a_table_named_model_go_to_the_tables_stream(
+    maker: Maker, client: Redis
+) -> Streams:
+    async with maker.begin() as session:
+        session.add(BlogPost(title="hello"))
+    return {"posts": [{"id": 1}], "posts.delay": []}  # not "blog_posts"
+
+
+async def rows_that_name_their_stream_keep_delay_and_queue_together(
+    maker: Maker, client: Redis
+) -> Streams:
+    async with maker.begin() as session:
+        session.add_all([Shop(region="eu"), Shop(region="us"), Shop(region="eu")])
+    return {
+        "shops-eu": [{"id": 1}, {"id": 3}],
+        "shops-eu.delay": [],
+        "shops-us": [{"id": 2}],
+        "shops-us.delay": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("script", "models", "expire_on_commit"),
+    [
+        pytest.param(script, models, expire, id=script.__name__)
+        for script, models, expire in [
+            (insert_update_delete_delay_on_flush_and_queue_after_commit, (Account, Note), False),
+            (expired_instances_are_not_loaded_after_commit, (Account,), True),
+            (instances_without_column_changes_are_skipped, (Account, Note), False),
+            (rollback_writes_no_queue_message, (Account, Note), False),
+            (several_flushes_and_a_row_changed_twice_give_one_message, (Account, Note), False),
+            (inserted_and_deleted_in_one_transaction_is_one_message, (Account, Note), False),
+            (released_savepoint_is_queued_by_the_outer_commit, (Account, Note), False),
+            (rolled_back_savepoint_drops_only_its_own_messages, (Account, Note), False),
+            (begin_context_managers_queue_after_commit, (Account, Note), False),
+            (registered_model_and_orphan_delete, (Account, Note), False),
+            (untracked_sessions_write_nothing, (Account, Note), False),
+            (rows_of_a_table_named_model_go_to_the_tables_stream, (BlogPost,), False),
+            (rows_that_name_their_stream_keep_delay_and_queue_together, (Shop,), False),
+        ]
+    ],
+)
+async def test_tracked_sessions(
+    script: Script,
+    models: tuple[type, ...],
+    expire_on_commit: bool,
+    engine: AsyncEngine,
+    producer: Producer,
+    client: Redis,
+) -> None:
+    async with tracked(engine, producer, *models, expire_on_commit=expire_on_commit) as maker:
+        expected = await script(maker, client)
+    assert await streams(client) == expected
 
 
 class ObservedProducer(Producer):
@@ -118,23 +343,32 @@ async def create_account(maker: Maker, name: str) -> None:
         await session.commit()
 
 
+@asynccontextmanager
+async def commit_held_in_its_delay_write(
+    paused_maker: tuple[Maker, ObservedProducer], client: Redis, name: str
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A commit started while the server holds write commands (until UNPAUSE), yielded
+    once it waits in its delay write and the loop has run other work meanwhile."""
+    maker, producer = paused_maker
+    await client.client_pause(60000, all=False)  # WRITE commands wait
+    try:
+        task = asyncio.create_task(create_account(maker, name))
+        await producer.delay_started.wait()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        yield task
+    finally:
+        await client.client_unpause()
+
+
 async def test_delay_is_written_before_commit_without_blocking_the_loop(
     paused_maker: tuple[Maker, ObservedProducer], engine: AsyncEngine, client: Redis
 ) -> None:
-    maker, producer = paused_maker
-    # The server holds write commands until UNPAUSE: the commit waits in its delay write.
-    await client.client_pause(60000, all=False)  # WRITE commands wait
-    try:
-        task = asyncio.create_task(create_account(maker, "paused"))
-        await producer.delay_started.wait()
-        # The loop runs other work meanwhile (this test, another DB connection) ...
-        for _ in range(20):
-            await asyncio.sleep(0)
+    async with commit_held_in_its_delay_write(paused_maker, client, "paused") as task:
+        # The loop ran other work meanwhile (this test, another DB connection) ...
         assert not task.done()
         # ... and the database has not committed the row yet.
         assert await count_accounts(engine) == 0
-    finally:
-        await client.client_unpause()
     await task
     assert await count_accounts(engine) == 1
     assert await payloads(client, "accounts") == [{"id": 1}]
@@ -144,22 +378,14 @@ async def test_delay_is_written_before_commit_without_blocking_the_loop(
 async def test_cancelled_in_delay_write_commits_nothing(
     paused_maker: tuple[Maker, ObservedProducer], engine: AsyncEngine, client: Redis
 ) -> None:
-    maker, producer = paused_maker
-    await client.client_pause(60000, all=False)  # WRITE commands wait
-    try:
-        task = asyncio.create_task(create_account(maker, "cancelled"))
-        await producer.delay_started.wait()
-        for _ in range(20):
-            await asyncio.sleep(0)
+    async with commit_held_in_its_delay_write(paused_maker, client, "cancelled") as task:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    finally:
-        await client.client_unpause()
     assert await count_accounts(engine) == 0
     assert await payloads(client, "accounts") == []
     # The session machinery is intact: the next commit produces as usual.
-    await create_account(maker, "after")
+    await create_account(paused_maker[0], "after")
     assert len(await payloads(client, "accounts")) == 1
 
 
@@ -172,10 +398,8 @@ async def test_concurrent_sessions_on_tiny_pools_do_not_deadlock(
     client = Redis.from_pool(pool)  # owns the pool: aclose() closes it
     engine = database.engine(pool_size=1, max_overflow=0)
     producer = Producer(client, registry=registry())
-    maker = async_sessionmaker(engine)
-    tracker = track(producer, models=[Account, Note], sessions=maker)
 
-    async def work(n: int) -> None:
+    async def work(maker: Maker, n: int) -> None:
         async with maker() as session:
             account = Account(name=f"a{n}", notes=[])
             session.add(account)
@@ -185,173 +409,27 @@ async def test_concurrent_sessions_on_tiny_pools_do_not_deadlock(
 
     try:
         await client.flushall()
-        await asyncio.gather(*(work(n) for n in range(20)))
+        async with tracked(engine, producer, Account, Note) as maker:
+            await asyncio.gather(*(work(maker, n) for n in range(20)))
         assert await client.xlen("redstream:stream:accounts") == 20
         assert await client.xlen("redstream:stream:notes") == 20
         assert await client.xlen("redstream:stream:accounts.delay") == 0
         assert await count_accounts(engine) == 20
     finally:
-        tracker.remove()
         await engine.dispose()
         await client.aclose()
-
-
-async def test_expired_instances_are_not_loaded_after_commit(
-    engine: AsyncEngine, producer: Producer, client: Redis
-) -> None:
-    maker = async_sessionmaker(engine)  # expire_on_commit=True: attributes expire at commit
-    tracker = track(producer, models=[Account], sessions=maker)
-    try:
-        async with maker() as session:
-            account = Account(name="expires")
-            session.add(account)
-            await session.commit()  # the queue message uses the payload taken at flush
-            await session.delete(account)  # expired: the flush loads what DELETE needs
-            await session.commit()
-        assert await payloads(client, "accounts") == [{"id": 1}, {"id": 1}]
-        assert await payloads(client, "accounts.delay") == []
-    finally:
-        tracker.remove()
-
-
-async def test_instances_without_column_changes_are_skipped(maker: Maker, client: Redis) -> None:
-    async with maker() as session:
-        account = Account(name="same")
-        session.add(account)
-        await session.commit()
-    await client.flushall()
-    async with maker() as session:
-        loaded = await session.get(Account, account.id)
-        assert loaded is not None
-        loaded.name = "same"  # dirty, no net change
-        session.add(AuditLog(line="untracked model"))
-        await session.commit()
-    assert await client.keys("*") == []
-
-
-async def test_rollback_writes_no_queue_message(maker: Maker, client: Redis) -> None:
-    async with maker() as session:
-        session.add(Account(name="doomed"))
-        await session.flush()
-        await session.rollback()
-        session.add(Account(name="kept"))
-        await session.commit()
-    # The rolled-back row's delay message stays for the delayer (a harmless re-sync).
-    assert await payloads(client, "accounts.delay") == [{"id": 1}]
-    assert await payloads(client, "accounts") == [{"id": 1 if _reuses_ids(maker) else 2}]
-
-
-def _reuses_ids(maker: Maker) -> bool:
-    """SQLite hands out the rolled-back id again, PostgreSQL's sequence does not."""
-    bind: Any = maker.kw["bind"]
-    return bool(bind.dialect.name == "sqlite")
-
-
-async def test_several_flushes_and_a_row_changed_twice_give_one_message(
-    maker: Maker, client: Redis
-) -> None:
-    async with maker() as session:
-        account = Account(name="v1")
-        session.add(account)
-        await session.flush()
-        account.name = "v2"
-        await session.flush()
-        account.name = "v3"
-        await session.execute(select(Account))  # autoflush
-        delay = await entries(client, "redstream:stream:accounts.delay")
-        assert [payload for _, payload in delay] == [{"id": account.id}]
-        await session.commit()
-    assert await payloads(client, "accounts") == [{"id": account.id}]
-    assert await payloads(client, "accounts.delay") == []
-
-
-async def test_inserted_and_deleted_in_one_transaction_is_one_message(
-    maker: Maker, client: Redis
-) -> None:
-    async with maker() as session:
-        account = Account(name="brief")
-        session.add(account)
-        await session.flush()
-        await session.delete(account)
-        await session.commit()
-    assert await payloads(client, "accounts") == [{"id": account.id}]
-    assert await payloads(client, "accounts.delay") == []
-
-
-async def test_released_savepoint_is_queued_by_the_outer_commit(
-    maker: Maker, client: Redis
-) -> None:
-    async with maker() as session:
-        outer = Account(name="outer")
-        session.add(outer)
-        await session.flush()
-        async with session.begin_nested():
-            inner = Account(name="inner")
-            session.add(inner)
-            outer.name = "outer, changed in the savepoint"  # already pending: no new delay
-        assert len(await payloads(client, "accounts.delay")) == 2
-        assert await payloads(client, "accounts") == []
-        await session.commit()
-    assert sorted(p["id"] for p in await payloads(client, "accounts")) == [outer.id, inner.id]
-    assert await payloads(client, "accounts.delay") == []
-
-
-async def test_rolled_back_savepoint_drops_only_its_own_messages(
-    maker: Maker, client: Redis
-) -> None:
-    async with maker() as session:
-        outer = Account(name="outer")
-        session.add(outer)
-        await session.flush()
-        outer_id = outer.id
-        savepoint = await session.begin_nested()
-        session.add(Account(name="discarded"))
-        outer.name = "changed, then discarded"
-        await session.flush()
-        await savepoint.rollback()
-        await session.commit()
-    assert await payloads(client, "accounts") == [{"id": outer_id}]
-    # The discarded row's delay message stays for the delayer.
-    assert len(await payloads(client, "accounts.delay")) == 1
-
-
-async def test_begin_context_managers_queue_after_commit(maker: Maker, client: Redis) -> None:
-    async with maker.begin() as session:
-        session.add(Account(name="one"))
-    async with maker() as session, session.begin():
-        session.add(Account(name="two"))
-    assert await payloads(client, "accounts") == [{"id": 1}, {"id": 2}]
-
-
-async def test_registered_model_and_orphan_delete(maker: Maker, client: Redis) -> None:
-    async with maker() as session:
-        account = Account(name="owner", notes=[Note(body="a"), Note(body="b")])
-        session.add(account)
-        await session.commit()
-        await session.refresh(account, ["notes"])
-        orphan = account.notes.pop(0)  # delete-orphan: deleted by the flush
-        await session.commit()
-    notes = await payloads(client, "notes")
-    assert notes[:2] == [{"id": 1, "account_id": account.id}, {"id": 2, "account_id": account.id}]
-    assert notes[2:] == [{"id": orphan.id, "account_id": account.id}]
-    assert len(await payloads(client, "accounts")) == 1  # the account itself did not change
 
 
 async def test_delay_failure_fails_the_commit(engine: AsyncEngine, make_client: Any) -> None:
     from aioredstream.testing import free_port
 
     dead = Producer(make_client(f"redis://127.0.0.1:{free_port()}/0"), registry=registry())
-    maker = async_sessionmaker(engine)
-    tracker = track(dead, models=[Account], sessions=maker)
-    try:
-        async with maker() as session:
-            session.add(Account(name="never"))
-            with pytest.raises(ServerConnectionError):
-                await session.commit()
-            await session.rollback()
-        assert await count_accounts(engine) == 0
-    finally:
-        tracker.remove()
+    async with tracked(engine, dead, Account) as maker, maker() as session:
+        session.add(Account(name="never"))
+        with pytest.raises(ServerConnectionError):
+            await session.commit()
+        await session.rollback()
+    assert await count_accounts(engine) == 0
 
 
 async def test_queue_failure_after_commit_is_logged_and_the_commit_stands(
@@ -361,20 +439,16 @@ async def test_queue_failure_after_commit_is_logged_and_the_commit_stands(
         async def bulk_queue(self, records: Any, delay_message_ids: Any = None) -> bool:
             raise ServerConnectionError("queue: connection failed (test)")
 
-    maker = async_sessionmaker(engine)
-    tracker = track(BrokenQueue(client, registry=registry()), models=[Account], sessions=maker)
-    try:
-        with caplog.at_level(logging.ERROR, logger="aioredstream.integrations.sqlalchemy"):
-            async with maker() as session:
-                session.add(Account(name="committed"))
-                await session.commit()
-                session.add(Account(name="session still usable"))
-                await session.commit()
-        assert await count_accounts(engine) == 2
-        assert await payloads(client, "accounts.delay") == [{"id": 1}, {"id": 2}]
-        assert "remain for the delayer" in caplog.text
-    finally:
-        tracker.remove()
+    broken = BrokenQueue(client, registry=registry())
+    with caplog.at_level(logging.ERROR, logger="aioredstream.integrations.sqlalchemy"):
+        async with tracked(engine, broken, Account) as maker, maker() as session:
+            session.add(Account(name="committed"))
+            await session.commit()
+            session.add(Account(name="session still usable"))
+            await session.commit()
+    assert await count_accounts(engine) == 2
+    assert await payloads(client, "accounts.delay") == [{"id": 1}, {"id": 2}]
+    assert "remain for the delayer" in caplog.text
 
 
 async def test_bulk_statement_with_producer_bulk(
@@ -408,18 +482,6 @@ async def test_bulk_statement_with_producer_bulk(
     async with engine.connect() as conn:
         names = set((await conn.execute(select(Account.name))).scalars())
     assert names == {"renamed"}
-
-
-async def test_untracked_sessions_write_nothing(
-    maker: Maker, engine: AsyncEngine, client: Redis
-) -> None:
-    other = async_sessionmaker(engine)
-    async with other.begin() as session:
-        session.add(Account(name="elsewhere"))
-    assert await client.keys("*") == []
-    async with maker.begin() as session:
-        session.add(Account(name="here"))
-    assert await payloads(client, "accounts") == [{"id": 2}]
 
 
 async def test_sync_session_refuses_to_flush_tracked_instances(
@@ -465,6 +527,7 @@ async def test_remove_stops_tracking_and_restores_the_maker(
 ) -> None:
     maker = async_sessionmaker(engine)
     tracker = track(producer, models=[Account], sessions=maker)
+    assert "Account" in repr(tracker)
     assert maker.kw["sync_session_class"].__name__ == "TrackedSession"
     tracker.remove()
     assert "sync_session_class" not in maker.kw
@@ -499,33 +562,13 @@ async def test_payload_errors_fail_the_flush_and_name_the_model(
     broken = Registry()
     broken.register(Account, name="accounts", payload=lambda a: {"id": a.missing})
     producer = Producer(client, registry=broken)
-    maker = async_sessionmaker(engine)
-    tracker = track(producer, models=[Account], sessions=maker)
-    assert "Account" in repr(tracker)
-    try:
-        async with maker() as session:
-            session.add(Account(name="bad payload"))
-            with pytest.raises(PayloadError, match=r"tests\.sql\.Account.*missing"):
-                await session.flush()
-            await session.rollback()
-        assert await count_accounts(engine) == 0
-        assert await client.keys("*") == []
-    finally:
-        tracker.remove()
-
-
-# -- the SQLAlchemy user's path (issue 14): table-named and per-row streams, errors after
-# commit, one tracker per maker
-
-
-@asynccontextmanager
-async def tracked(engine: AsyncEngine, producer: Producer, model: type) -> AsyncIterator[Maker]:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
-    tracker = track(producer, models=[model], sessions=maker)
-    try:
-        yield maker
-    finally:
-        tracker.remove()
+    async with tracked(engine, producer, Account) as maker, maker() as session:
+        session.add(Account(name="bad payload"))
+        with pytest.raises(PayloadError, match=r"tests\.sql\.Account.*missing"):
+            await session.flush()
+        await session.rollback()
+    assert await count_accounts(engine) == 0
+    assert await client.keys("*") == []
 
 
 def test_a_model_with_a_table_names_its_stream_after_the_table() -> None:
@@ -543,27 +586,6 @@ def test_a_model_with_a_table_names_its_stream_after_the_table() -> None:
 
     assert Legacy.redstream_name() == "legacy_items"
     assert ProductCategory.redstream_name() == "product_categories"
-
-
-async def test_tracked_rows_of_a_table_named_model_go_to_the_tables_stream(
-    engine: AsyncEngine, producer: Producer, client: Redis
-) -> None:
-    async with tracked(engine, producer, BlogPost) as maker, maker.begin() as session:
-        session.add(BlogPost(title="hello"))
-    assert await payloads(client, "posts") == [{"id": 1}]
-    assert await payloads(client, "posts.delay") == []
-    assert await payloads(client, "blog_posts") == []
-
-
-async def test_tracked_rows_that_name_their_stream_keep_delay_and_queue_together(
-    engine: AsyncEngine, producer: Producer, client: Redis
-) -> None:
-    async with tracked(engine, producer, Shop) as maker, maker.begin() as session:
-        session.add_all([Shop(region="eu"), Shop(region="us"), Shop(region="eu")])
-    assert await payloads(client, "shops-eu") == [{"id": 1}, {"id": 3}]
-    assert await payloads(client, "shops-us") == [{"id": 2}]
-    assert await client.xlen("redstream:stream:shops-eu.delay") == 0
-    assert await client.xlen("redstream:stream:shops-us.delay") == 0
 
 
 async def test_a_payload_read_after_an_expiring_commit_says_what_to_do(

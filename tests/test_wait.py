@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Any, cast
 
 import pytest
@@ -12,29 +11,28 @@ from aioredstream import Producer, ReplicationError, UnsupportedError
 from aioredstream.send import wire
 from aioredstream.testing import ServerProcess
 
-from .conftest import ClientFactory, ServerFactory
+from .conftest import ClientFactory, ServerFactory, StallableReplica
 from .helpers import User, entries, in_use
 
 
 async def test_wait_succeeds_when_the_replica_acknowledges(
-    primary_replica: tuple[ServerProcess, ServerProcess], make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
-    primary, replica = primary_replica
-    client = make_client(primary.url)
-    await client.flushall()
+    client = make_client(stallable_replica.primary.url)
     producer = Producer(client, wait=1, wait_timeout=5)
     ids = await producer.bulk_delay([User(i) for i in range(600)])
     one = await producer.delay(User(1000))
     # acknowledged means already on the replica, without waiting any longer
-    on_replica = await entries(make_client(replica.url), "redstream:stream:users.delay")
+    on_replica = await entries(
+        make_client(stallable_replica.replica.url), "redstream:stream:users.delay"
+    )
     assert [e[0] for e in on_replica] == [*ids, one]
 
 
 async def test_too_few_replicas_raise_replication_error_with_counts(
-    primary_replica: tuple[ServerProcess, ServerProcess], make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
-    client = make_client(primary_replica[0].url)
-    await client.flushall()
+    client = make_client(stallable_replica.primary.url)
     producer = Producer(client, wait=2, wait_timeout=0.2)
     with pytest.raises(ReplicationError) as info:
         await producer.delay(User(1))
@@ -48,19 +46,16 @@ async def test_too_few_replicas_raise_replication_error_with_counts(
 
 
 async def test_wait_counts_the_writing_connection_so_a_stalled_replica_is_caught(
-    server_factory: ServerFactory, make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
     """A WAIT sent on another connection (one that made no newer writes) would vouch
     for nothing: it returns 1 at once although the replica has stalled."""
-    primary = server_factory()
-    replica = server_factory.replica_of(primary)
-    client = make_client(primary.url)
-    idle = make_client(primary.url, single_connection_client=True)
+    client = make_client(stallable_replica.primary.url)
+    idle = make_client(stallable_replica.primary.url, single_connection_client=True)
     await idle.ping()
     producer = Producer(client, wait=1, wait_timeout=0.3)
     await producer.delay(User(0))  # replica healthy: acknowledged
-    replica.signal(signal.SIGSTOP)
-    try:
+    with stallable_replica.stalled():
         with pytest.raises(ReplicationError) as info:
             await producer.delay(User(1))
         assert info.value.acknowledged == 0
@@ -68,27 +63,20 @@ async def test_wait_counts_the_writing_connection_so_a_stalled_replica_is_caught
             await producer.bulk_delay([User(i) for i in range(300)])
         # the trap we avoid: a WAIT on the idle connection vouches for nothing
         assert await cast(Any, idle).execute_command("WAIT", 1, 100) == 1
-    finally:
-        replica.signal(signal.SIGCONT)
     await producer.delay(User(2))  # acknowledgements resume
 
 
 async def test_wait_timeout_zero_blocks_until_acknowledged_and_stays_cancellable(
-    server_factory: ServerFactory, make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
     import anyio
 
-    primary = server_factory()
-    replica = server_factory.replica_of(primary)
-    client = make_client(primary.url)
+    client = make_client(stallable_replica.primary.url)
     producer = Producer(client, wait=1, wait_timeout=0)
-    replica.signal(signal.SIGSTOP)
-    try:
+    with stallable_replica.stalled():
         with anyio.move_on_after(0.5) as scope:
             await producer.delay(User(1))
         assert scope.cancelled_caught
-    finally:
-        replica.signal(signal.SIGCONT)
     assert await producer.delay(User(2))
     assert await in_use(client) == 0
 

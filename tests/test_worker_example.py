@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from examples.fastapi_app import Product, Settings, create_app, make_engine
+from examples.fastapi_app import Product, Settings, make_engine
 from examples.worker import SearchIndex, WorkerSettings, run_workers
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aioredstream import Producer
-from aioredstream.testing import ServerProcess
 
-from .sql import Database
+from .helpers import eventually
 
 NS = "shop"
 STREAM = f"{NS}:redstream:stream:products"
@@ -28,41 +25,11 @@ WAIT_S = 30.0  # a deadline for what must happen, not a speed check
 
 
 @pytest.fixture
-def settings(database: Database, server: ServerProcess, client: Redis) -> Settings:
-    return Settings(
-        redis_url=server.url,
-        database_url=database.url,
-        database_schema=database.schema,
-        namespace=NS,
-    )
-
-
-@pytest.fixture
-async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)  # its lifespan creates the products table
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
-        ) as http,
-    ):
-        yield http
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def sessions(shop_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Untracked sessions on the app's database: the test's view of the truth."""
-    engine = make_engine(settings)
+    engine = make_engine(shop_settings)
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT_S}s: {what}")
-        await anyio.sleep(0.05)
 
 
 async def for_sale(sessions: async_sessionmaker[AsyncSession]) -> dict[int, dict[str, Any]]:
@@ -74,13 +41,13 @@ async def for_sale(sessions: async_sessionmaker[AsyncSession]) -> dict[int, dict
 
 async def test_index_follows_creates_updates_deletes_and_bulk_updates(
     shop: httpx.AsyncClient,
-    settings: Settings,
+    shop_settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     client: Redis,
     tmp_path: Path,
 ) -> None:
     config = WorkerSettings(
-        settings, index_path=str(tmp_path / "index.json"), trim_interval_s=0.1, block_s=0.2
+        shop_settings, index_path=str(tmp_path / "index.json"), trim_interval_s=0.1, block_s=0.2
     )
     index = SearchIndex(config.index_path)
     async with anyio.create_task_group() as tg:
@@ -102,8 +69,10 @@ async def test_index_follows_creates_updates_deletes_and_bulk_updates(
         async def trimmed() -> bool:
             return int(await client.xlen(STREAM)) == 0
 
-        await eventually(synced, "the index matches the database")
-        await eventually(trimmed, "the trimmer emptied the stream the indexer read")
+        await eventually(synced, "the index matches the database", timeout_s=WAIT_S)
+        await eventually(
+            trimmed, "the trimmer emptied the stream the indexer read", timeout_s=WAIT_S
+        )
         tg.cancel_scope.cancel()
     assert index.docs[1] == {"name": "desk lamp", "price_cents": 1499}
     assert index.search("lamp") == [1]
@@ -114,7 +83,7 @@ async def test_index_follows_creates_updates_deletes_and_bulk_updates(
 
 async def test_crash_between_commit_and_queue_is_repaired_by_the_delayer(
     shop: httpx.AsyncClient,
-    settings: Settings,
+    shop_settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     client: Redis,
     tmp_path: Path,
@@ -134,7 +103,7 @@ async def test_crash_between_commit_and_queue_is_repaired_by_the_delayer(
     assert (await shop.post("/products", json={"name": "normal", "price_cents": 5})).is_success
 
     config = WorkerSettings(
-        settings, index_path=str(tmp_path / "index.json"), delay_s=0.5, block_s=0.2
+        shop_settings, index_path=str(tmp_path / "index.json"), delay_s=0.5, block_s=0.2
     )
     index = SearchIndex(config.index_path)
     async with anyio.create_task_group() as tg:
@@ -143,8 +112,12 @@ async def test_crash_between_commit_and_queue_is_repaired_by_the_delayer(
         async def repaired() -> bool:
             return product.id in index.docs
 
-        await eventually(repaired, "the delayer replayed the orphan and the indexer took it")
-        await eventually(lambda: _equal(index, sessions), "the index matches the database")
+        await eventually(
+            repaired, "the delayer replayed the orphan and the indexer took it", timeout_s=WAIT_S
+        )
+        await eventually(
+            lambda: _equal(index, sessions), "the index matches the database", timeout_s=WAIT_S
+        )
         tg.cancel_scope.cancel()
     assert index.docs[product.id] == {"name": "orphan", "price_cents": 700}
     assert await client.xlen(STREAM + ".delay") == 0

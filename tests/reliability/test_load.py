@@ -6,8 +6,8 @@ import asyncio
 import json
 import random
 import resource
-import signal
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from aioredstream import Producer, ReplicationError
 
-from ..conftest import ClientFactory, ServerFactory
+from ..conftest import ClientFactory, StallableReplica
 from ..helpers import User, in_use
 
 
@@ -45,11 +45,9 @@ async def _own_payload(client: Redis, message_id: str, n: int) -> None:
 
 @pytest.mark.slow
 async def test_a_storm_of_ten_thousand_cancelled_calls_crosses_no_replies(
-    server_factory: ServerFactory, make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
-    primary = server_factory()
-    replica = server_factory.replica_of(primary)
-    client = make_client(primary.url)
+    client = make_client(stallable_replica.primary.url)
     waiting = Producer(client, wait=1, wait_timeout=0.05, slice_size=20)
     plain = Producer(client, slice_size=20)
     rng = random.Random(5)
@@ -67,17 +65,14 @@ async def test_a_storm_of_ten_thousand_cancelled_calls_crosses_no_replies(
 
     calls = 0
     for wave in range(50):
-        stalled = wave % 3 == 0
-        if stalled:  # some waves cancel calls blocked in WAIT
-            replica.signal(signal.SIGSTOP)
-        tasks = [asyncio.create_task(call(n)) for n in range(wave * 200, wave * 200 + 200)]
-        calls += len(tasks)
-        await asyncio.sleep(rng.random() * 0.01)
-        for task in tasks:
-            task.cancel()
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        if stalled:
-            replica.signal(signal.SIGCONT)
+        # some waves cancel calls blocked in WAIT
+        with stallable_replica.stalled() if wave % 3 == 0 else nullcontext():
+            tasks = [asyncio.create_task(call(n)) for n in range(wave * 200, wave * 200 + 200)]
+            calls += len(tasks)
+            await asyncio.sleep(rng.random() * 0.01)
+            for task in tasks:
+                task.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         unexpected = [
             o
             for o in outcomes
