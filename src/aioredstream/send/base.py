@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .._packing import QUEUE_AND_DELETE, Slice, Target, bulk_string
+from .._packing import QUEUE_AND_DELETE, Slice, Target
 from . import wire
-from .coalesce import Coalescer, Split
+from .coalesce import Coalescer
 from .replies import raise_command_error
 
 __all__ = ["Sender", "encoded", "submit_queue_delete"]
@@ -52,13 +52,13 @@ async def submit_queue_delete(
     restarted server or a failover), in the same round trip. ``where`` (the coalescer's
     client or node) is named in errors.
     """
-    data = target.queue_delete + arg + bulk_string(raw)
     if coalescer.script_loaded:
-        split = Split(target.xadd + arg, target.xdel_head, raw)
-        [reply] = await coalescer.submit(data, 1, delay=False, split=split)
+        reply = await coalescer.submit(target.queue_delete, arg, delay=False, raw=raw, split=target)
         if not (reply.__class__ is wire.ReplyError and str(reply).startswith("NOSCRIPT")):
             return reply
-    loaded, reply = await coalescer.submit(_SCRIPT_LOAD + data, 2, delay=False)
+    loaded, reply = await coalescer.submit(
+        _SCRIPT_LOAD + target.queue_delete, arg, delay=False, raw=raw, count=2
+    )
     if loaded.__class__ is wire.ReplyError:
         raise_command_error(loaded, "SCRIPT LOAD", None, where)
     coalescer.script_loaded = True

@@ -1,11 +1,16 @@
 """One coalesced batch on the wire: its calls, their chunks, and who gets which reply.
 
-A queue call may come in two forms: one ``EVALSHA`` (XADD, then XDEL only if the
-XADD succeeded) or its :class:`Split` form. In a batch of several slices, every
-slice but the last sends the split form: the bare ``XADD``, and once its reply is
-in, one multi-id ``XDEL`` per delay stream in front of the next chunk (no script
-per record; a refused XADD never deletes its delay message). The last slice keeps
-the script, so the batch needs no extra round trip for its XDELs.
+A call is its command's pre-packed head, the record's framed payload, and for a
+queue write with a delay deletion the delay id. Such a call goes out in one of two
+forms: one ``EVALSHA`` (XADD, then XDEL only if the XADD succeeded) or split. In a
+batch of several slices, every slice but the last sends the split form: the bare
+``XADD``, and once its reply is in, one multi-id ``XDEL`` per delay stream in front
+of the next chunk (no script per record; a refused XADD never deletes its delay
+message). The last slice keeps the script, so the batch needs no extra round trip
+for its XDELs.
+
+A slice's bytes are one ``join`` of the calls' parts (nothing is concatenated per
+call), and a one-reply call gets its reply itself, not a list of one.
 """
 
 from __future__ import annotations
@@ -18,41 +23,42 @@ from typing import TYPE_CHECKING, Any
 from . import wire
 
 if TYPE_CHECKING:
+    from .._packing import Target
     from .acks import Acks
 
-__all__ = ["Call", "Exchange", "Split", "resolve"]
+__all__ = ["Call", "Exchange"]
+
+_ReplyError = wire.ReplyError
 
 
 class Call:
-    __slots__ = ("batch", "count", "data", "delay", "future", "replies", "split")
+    """One caller's command(s): ``head`` + ``arg`` (+ the delay id ``raw`` as a bulk string).
+
+    ``split`` is the record's target when the call may go in its split form (a queue
+    write whose delay message ``raw`` is deleted by a shared XDEL).
+    """
+
+    __slots__ = ("arg", "batch", "count", "delay", "future", "head", "raw", "reply", "split")
 
     def __init__(
         self,
-        data: bytes,
+        head: bytes,
+        arg: bytes,
+        raw: bytes | None,
         count: int,
         delay: bool,
         future: asyncio.Future[Any],
-        split: Split | None = None,
+        split: Target | None,
     ) -> None:
-        self.data = data
+        self.head = head
+        self.arg = arg
+        self.raw = raw
         self.count = count
         self.delay = delay
         self.future = future
         self.split = split
         self.batch: Any = None  # the coalescer's batch, once one takes the call
-        self.replies: list[Any] | None = None
-
-
-class Split:
-    """The same queue write as a one-reply script, split in two: the XADD alone, then
-    an XDEL of ``delay_id`` from the delay stream that ``xdel_head`` names."""
-
-    __slots__ = ("delay_id", "xadd", "xdel_head")
-
-    def __init__(self, xadd: bytes, xdel_head: bytes, delay_id: bytes) -> None:
-        self.xadd = xadd
-        self.xdel_head = xdel_head
-        self.delay_id = delay_id
+        self.reply: Any = None  # its reply (a list when count > 1), held for WAIT or XDEL
 
 
 class Deletes:
@@ -65,29 +71,34 @@ class Deletes:
 
     def add(self, call: Call, reply: Any) -> None:
         self.waiting -= 1
-        call.replies = [reply]
-        if reply.__class__ is wire.ReplyError:
-            resolve(call.future, call.replies)  # refused: its delay message stays
+        call.reply = reply
+        if reply.__class__ is _ReplyError:
+            resolve(call.future, reply)  # refused: its delay message stays
+            return
+        head = call.split.xdel_head  # type: ignore[union-attr]
+        group = self.ready.get(head)
+        if group is None:
+            self.ready[head] = [call]
         else:
-            assert call.split is not None
-            self.ready.setdefault(call.split.xdel_head, []).append(call)
+            group.append(call)
 
-    def take(self) -> tuple[bytes, list[list[Call]]]:
+    def take(self) -> tuple[list[bytes], list[list[Call]]]:
         parts: list[bytes] = []
         for head, group in self.ready.items():
-            ids = [b"$%d\r\n%b\r\n" % (len(c.split.delay_id), c.split.delay_id) for c in group]  # type: ignore[union-attr]
-            parts.append(b"*%d\r\n%b%b" % (len(ids) + 2, head, b"".join(ids)))
+            parts.append(b"*%d\r\n%b" % (len(group) + 2, head))
+            parts.extend([b"$%d\r\n%b\r\n" % (len(c.raw), c.raw) for c in group])  # type: ignore[arg-type,str-format]
         groups = list(self.ready.values())
         self.ready = {}
-        return b"".join(parts), groups
+        return parts, groups
 
     @staticmethod
     def answer(groups: list[list[Call]], replies: list[Any]) -> None:
         for group, reply in zip(groups, replies, strict=True):
+            failed = reply.__class__ is _ReplyError
             for call in group:
-                if reply.__class__ is wire.ReplyError:
-                    call.replies = [reply]
-                resolve(call.future, call.replies)
+                future = call.future
+                if not future.done():
+                    future.set_result(reply if failed else call.reply)
 
 
 class Exchange:
@@ -107,56 +118,74 @@ class Exchange:
         for start in range(0, len(calls), size):
             part = calls[start : start + size]
             last = start + size >= len(calls)
-            head, groups = deletes.take()
+            parts, groups = deletes.take() if deletes.ready else ([], [])
             self.in_flight.append((part, groups))
             # no split under WAIT: its reply must stay the last one read
-            split = not last and not self.waits
-            data = b"".join([self._bytes(c, split) for c in part])
-            count = sum(c.count for c in part) + len(groups)
+            count = self._pack(part, parts, not last and not self.waits) + len(groups)
             if self.waits and last:
-                yield head + data + self.acks.tail, count + self.waits
-            else:
-                yield head + data, count
+                parts.append(self.acks.tail)
+                count += self.waits
+            yield b"".join(parts), count
         while deletes.waiting or deletes.ready:
             if not deletes.ready:
                 yield None  # the XADD replies name the XDELs
                 continue
-            head, groups = deletes.take()
+            parts, groups = deletes.take()
             self.in_flight.append(([], groups))
-            yield head, len(groups)
+            yield b"".join(parts), len(groups)
 
-    def _bytes(self, call: Call, split: bool) -> bytes:
-        if split and call.split is not None:
-            call.replies = _SPLIT
-            self.deletes.waiting += 1
-            return call.split.xadd
-        return call.data
+    def _pack(self, part: list[Call], parts: list[bytes], split: bool) -> int:
+        """Append ``part``'s commands to ``parts``; return how many replies they produce."""
+        add = parts.append
+        count = 0
+        for call in part:
+            raw = call.raw
+            if raw is None:
+                add(call.head)
+                add(call.arg)
+            elif split and call.split is not None:
+                call.reply = _SPLIT
+                self.deletes.waiting += 1
+                add(call.split.xadd)
+                add(call.arg)
+            else:
+                add(call.head)
+                add(call.arg)
+                add(b"$%d\r\n%b\r\n" % (len(raw), raw))
+            count += call.count
+        return count
 
     def sink(self, _: int, replies: list[Any]) -> None:
         part, groups = self.in_flight.popleft()
-        self.deletes.answer(groups, replies[: len(groups)])
         position = len(groups)
+        if groups:
+            self.deletes.answer(groups, replies[:position])
+        hold = self.waits
         for call in part:
-            if call.replies is _SPLIT:
-                self.deletes.add(call, replies[position])
-                position += 1
-                continue
-            call.replies = replies[position : position + call.count]
-            position += call.count
-            if not (self.waits and call.delay) or _failed(call.replies):
+            count = call.count
+            if count == 1:
+                reply = replies[position]
+                failed = reply.__class__ is _ReplyError
+            else:
+                reply = replies[position : position + count]
+                failed = any(r.__class__ is _ReplyError for r in reply)
+            position += count
+            if call.reply is _SPLIT:
+                self.deletes.add(call, reply)
+            elif hold and call.delay and not failed:
+                call.reply = reply  # answered once WAIT vouched for it
+            else:
                 # an error reply is the caller's answer whatever WAIT says
-                resolve(call.future, call.replies)
+                future = call.future
+                if not future.done():
+                    future.set_result(reply)
         self.wait_results.extend(replies[position:])
 
 
-#: marks a call sent in its split form (its replies come from Deletes)
-_SPLIT: list[Any] = []
+#: marks a call sent in its split form (its answer comes from Deletes)
+_SPLIT: Any = object()
 
 
-def _failed(replies: list[Any]) -> bool:
-    return any(isinstance(reply, wire.ReplyError) for reply in replies)
-
-
-def resolve(future: asyncio.Future[Any], replies: list[Any] | None) -> None:
+def resolve(future: asyncio.Future[Any], reply: Any) -> None:
     if not future.done():
-        future.set_result(replies)
+        future.set_result(reply)

@@ -143,17 +143,19 @@ class ClusterSender(Router):
             )
         return entry
 
-    async def _submit(self, target: Target, data: bytes, *, delay: bool) -> tuple[Any, ClusterNode]:
+    async def _submit(
+        self, target: Target, head: bytes, arg: bytes, *, delay: bool
+    ) -> tuple[Any, ClusterNode]:
         node, coalescer = await self._coalescer(target)
         try:
-            [reply] = await coalescer.submit(data, 1, delay=delay)
+            reply = await coalescer.submit(head, arg, delay=delay)
         except ServerConnectionError as exc:
             await self.lost(node, exc)
             raise
         return reply, node
 
     async def delay_one(self, target: Target, arg: bytes) -> str:
-        reply, node = await self._submit(target, target.xadd_delay + arg, delay=True)
+        reply, node = await self._submit(target, target.xadd_delay, arg, delay=True)
         if reply.__class__ is bytes:
             message_id: str = reply.decode()
             return message_id
@@ -165,7 +167,7 @@ class ClusterSender(Router):
 
     async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None:
         if delay_id is None:
-            reply, node = await self._submit(target, target.xadd + arg, delay=False)
+            reply, node = await self._submit(target, target.xadd, arg, delay=False)
         else:
             node, coalescer = await self._coalescer(target)
             try:

@@ -1,10 +1,12 @@
 """Auto-pipelining: concurrent single calls share pipelines on a few connections.
 
-Each ``delay()`` / ``queue()`` call becomes a :class:`Call` (its RESP bytes, how
-many replies they produce, a future) in one queue. Batching is natural: when no
-batch is in flight a call starts one at once (no timer, no added delay); while
-``max_batches`` batches are in flight, new calls wait in the queue and all of
-them go in the next batch when one finishes.
+Each ``delay()`` / ``queue()`` call becomes a :class:`~.batch.Call` (its command's
+parts, how many replies they produce, a future) in one queue. Batching is natural:
+when no batch is in flight a call starts one at once (no timer, no added delay);
+while :data:`MAX_BATCHES` batches are in flight, new calls wait in the queue and all
+of them go in the next batch when one finishes. A batch takes its calls when its
+task first runs, not when it is started, so the calls that arrive in the same turn
+of the event loop share it.
 
 A batch is one short-lived task that sends its calls through :func:`wire.execute`
 on one pooled connection and ends; nothing outlives an idle period. Replies come
@@ -14,11 +16,11 @@ goes at the end of the batch on the same connection: it vouches for every write
 before it, and if it falls short, every delay call of the batch gets its own
 ``ReplicationError``.
 
-An idle producer sends a lone call in the caller's own task (nobody else needs
-its replies). A cancelled caller of a shared batch leaves the batch alone (its
-other callers still need their replies); only when every caller of a batch has
-gone is the batch task cancelled, which closes its connection (unread replies
-never reach a later call).
+An idle producer sends a lone call in the caller's own task, with no batch, no
+future and no task switch (nobody else needs its replies). A cancelled caller of a
+shared batch leaves the batch alone (its other callers still need their replies);
+only when every caller of a batch has gone is the batch task cancelled, which
+closes its connection (unread replies never reach a later call).
 """
 
 from __future__ import annotations
@@ -32,77 +34,114 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import wire
-from .batch import Call, Exchange, Split, resolve
+from .batch import Call, Exchange
 
 if TYPE_CHECKING:
+    from .._packing import Target
     from .acks import Acks
 
-__all__ = ["Coalescer", "Split"]
+__all__ = ["MAX_BATCHES", "MAX_CALLS", "Coalescer"]
 
 logger = logging.getLogger("aioredstream.coalesce")
+
+#: Batches in flight at once, each on a connection of its own. Two keep the
+#: connection busy: one batch is on the wire while the next one fills. The producer
+#: runs out of CPU long before one connection runs out of bandwidth, so a third
+#: would only spread the same calls over more connections and smaller pipelines.
+MAX_BATCHES = 2
+#: Calls per batch at most. A batch's commands are packed and its replies parsed
+#: before its callers resume, so this bounds the memory of one batch and how long
+#: its first caller waits behind its last; beyond a few thousand calls a larger
+#: pipeline saves nothing measurable per call.
+MAX_CALLS = 5000
 
 
 class _Batch:
     __slots__ = ("calls", "task")
 
-    def __init__(self, calls: list[Call]) -> None:
-        self.calls = calls
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
         self.task: asyncio.Task[None] | None = None
 
 
 class Coalescer:
     """Coalesces one producer's concurrent single calls into shared pipelines."""
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        acks: Acks,
-        slice_size: int,
-        max_batches: int = 2,
-        max_calls: int = 5000,
-    ) -> None:
+    def __init__(self, client: Any, *, acks: Acks, slice_size: int) -> None:
         self._client = client
         self._acks = acks
-        self.script_loaded = False  # QUEUE_AND_DELETE on this client's server (send/node)
+        self.script_loaded = False  # QUEUE_AND_DELETE on this client's server (send/base)
         self._slice_size = slice_size
-        self._max_batches = max_batches
-        self._max_calls = max_calls
         self._queue: deque[Call] = deque()
-        self._batches: set[_Batch] = set()
+        self._running = 0  # batches in flight, a lone call in its caller's task included
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(
-        self, data: bytes, count: int, *, delay: bool, split: Split | None = None
-    ) -> list[Any]:
-        """Send ``data`` (``count`` commands) in the next batch; return its raw replies.
+        self,
+        head: bytes,
+        arg: bytes,
+        *,
+        delay: bool,
+        raw: bytes | None = None,
+        count: int = 1,
+        split: Target | None = None,
+    ) -> Any:
+        """Send ``head + arg`` (then ``raw`` as a bulk string): ``count`` commands in the
+        next batch; return the reply (a list of them when ``count`` > 1).
 
-        A one-command ``data`` may come with its ``split`` form: in a batch of several
-        slices, every slice but the last sends that instead (no script per record).
+        ``split`` (a queue write with a delay deletion, by script) is the record's
+        target: in a batch of several slices the call may go as a bare XADD plus a
+        shared XDEL of ``raw`` instead (see :mod:`.batch`).
         """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # A producer may outlive an event loop (tests, scripts): start afresh.
-            self._loop, self._queue, self._batches = loop, deque(), set()
-        call = Call(data, count, delay, loop.create_future(), split)
-        if not self._batches and not self._queue:
-            # Idle: send at once in the caller's own task (no task hop); calls
-            # that arrive meanwhile queue up for the batch that follows.
-            batch = _Batch([call])
-            self._batches.add(batch)
+            self._loop, self._queue, self._running = loop, deque(), 0
+        if not self._running and not self._queue:
+            # Idle: send at once in the caller's own task; calls that arrive
+            # meanwhile queue up for the batch that follows.
+            self._running = 1
             try:
-                await self._run(batch)
+                return await self._alone(head, arg, raw, count, delay)
             finally:
-                self._finished(batch)
-            return call.future.result()  # type: ignore[no-any-return]
+                if self._loop is loop:
+                    self._running -= 1
+                    if self._queue and self._running < MAX_BATCHES:
+                        self._start_batch()
+        call = Call(head, arg, raw, count, delay, loop.create_future(), split)
         self._queue.append(call)
-        if len(self._batches) < self._max_batches:
+        if self._running < MAX_BATCHES:
             self._start_batch()
         try:
-            return await call.future  # type: ignore[no-any-return]
+            return await call.future
         except asyncio.CancelledError:
             await self._abandon(call)
             raise
+
+    async def _alone(
+        self, head: bytes, arg: bytes, raw: bytes | None, count: int, delay: bool
+    ) -> Any:
+        acks = self._acks
+        waits = acks.count if delay else 0
+        data = head + arg if raw is None else b"%b%b$%d\r\n%b\r\n" % (head, arg, len(raw), raw)
+        if waits:
+            data += acks.tail
+        replies = await wire.exchange(
+            self._client,
+            data,
+            count + waits,
+            what="coalesced delay/queue",
+            last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
+        )
+        if count == 1:
+            reply = replies[0]
+            failed = reply.__class__ is wire.ReplyError
+        else:
+            reply = replies[:count]
+            failed = any(r.__class__ is wire.ReplyError for r in reply)
+        if waits and not failed:
+            acks.check(replies[count:], self._client)
+        return reply
 
     async def _abandon(self, call: Call) -> None:
         batch = call.batch
@@ -116,31 +155,36 @@ class Coalescer:
                 await asyncio.wait({batch.task})
 
     def _start_batch(self) -> None:
-        calls: list[Call] = []
-        queue = self._queue
-        while queue and len(calls) < self._max_calls:
-            call = queue.popleft()
-            if not call.future.done():  # skip callers cancelled while queued
-                calls.append(call)
-        if not calls:
-            return
-        batch = _Batch(calls)
-        for call in calls:
-            call.batch = batch
-        self._batches.add(batch)
-        batch.task = asyncio.get_running_loop().create_task(self._run(batch))
-        batch.task.add_done_callback(lambda _: self._finished(batch))
+        batch = _Batch()
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        batch.task = task
+        task.add_done_callback(self._finished)
 
-    def _finished(self, batch: _Batch) -> None:
-        self._batches.discard(batch)
-        task = batch.task
-        if task is not None and not task.cancelled() and task.exception() is not None:
+    def _take(self, batch: _Batch) -> list[Call]:
+        """The calls waiting now (callers cancelled while queued are skipped)."""
+        calls = batch.calls
+        queue = self._queue
+        while queue and len(calls) < MAX_CALLS:
+            call = queue.popleft()
+            if not call.future.done():
+                call.batch = batch
+                calls.append(call)
+        return calls
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if task.get_loop() is not self._loop:
+            return  # a batch of an event loop the producer has left
+        self._running -= 1
+        if not task.cancelled() and task.exception() is not None:
             logger.error("coalesced batch failed", exc_info=task.exception())
-        if self._queue and len(self._batches) < self._max_batches:
+        if self._queue and self._running < MAX_BATCHES:
             self._start_batch()
 
     async def _run(self, batch: _Batch) -> None:
-        calls = batch.calls
+        calls = self._take(batch)
+        if not calls:
+            return
         acks = self._acks
         waits = acks.count if any(c.delay for c in calls) else 0
         exchange = Exchange(calls, acks, waits, self._slice_size)
@@ -172,4 +216,4 @@ class Coalescer:
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:
-                resolve(call.future, call.replies)
+                call.future.set_result(call.reply)

@@ -83,7 +83,7 @@ class NodeSender:
         await wire.execute(self.client, chunks, sink, what="queue")
 
     async def delay_one(self, target: Target, arg: bytes) -> str:
-        [reply] = await self.coalescer.submit(target.xadd_delay + arg, 1, delay=True)
+        reply = await self.coalescer.submit(target.xadd_delay, arg, delay=True)
         if reply.__class__ is not bytes:
             raise_command_error(reply, "XADD", None, self.client)
         message_id: str = reply.decode()
@@ -91,7 +91,7 @@ class NodeSender:
 
     async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None:
         if delay_id is None:
-            [reply] = await self.coalescer.submit(target.xadd + arg, 1, delay=False)
+            reply = await self.coalescer.submit(target.xadd, arg, delay=False)
         else:
             reply = await submit_queue_delete(self.coalescer, target, arg, delay_id, self.client)
         if reply.__class__ is wire.ReplyError:

@@ -39,7 +39,16 @@ from ..errors import (
     UnsupportedError,
 )
 
-__all__ = ["Chunk", "ReplyError", "address", "call", "execute", "pack", "translate_errors"]
+__all__ = [
+    "Chunk",
+    "ReplyError",
+    "address",
+    "call",
+    "exchange",
+    "execute",
+    "pack",
+    "translate_errors",
+]
 
 ReplyError = hiredis.ReplyError
 #: (RESP bytes, number of replies they produce); ``None`` asks for the oldest chunk's
@@ -91,24 +100,35 @@ def translate_errors(what: str, command: str | None = None) -> Iterator[None]:
     what the block is for, when it is one command (the attribute of the error)."""
     try:
         yield
-    except RedstreamError:
-        raise
-    except (redis_exc.TimeoutError, TimeoutError) as exc:
-        raise ServerTimeoutError(f"{what}: timed out ({_cause(exc)})") from exc
-    except (redis_exc.ConnectionError, OSError, EOFError, hiredis.ProtocolError) as exc:
-        raise ServerConnectionError(f"{what}: connection failed ({_cause(exc)})") from exc
-    except redis_exc.RedisError as exc:
-        raise command_error(ServerError, _cause(exc), command=command, what=what) from exc
-    except RedisClusterException as exc:  # not a RedisError: the slot map is incomplete
-        raise command_error(TopologyError, _cause(exc), command=command, what=what) from exc
-    except RuntimeError as exc:
-        if not any(sign in str(exc) for sign in _OTHER_LOOP):
+    except Exception as exc:
+        translated = _translated(exc, what, command)
+        if translated is None:
             raise
-        raise EventLoopError(
+        raise translated from exc
+
+
+def _translated(exc: Exception, what: str, command: str | None = None) -> Exception | None:
+    """The aioredstream error for ``exc``, or ``None`` when it passes as it is.
+
+    The hot paths call this from a plain ``except`` (no context manager per call).
+    """
+    if isinstance(exc, RedstreamError):
+        return None
+    if isinstance(exc, redis_exc.TimeoutError | TimeoutError):
+        return ServerTimeoutError(f"{what}: timed out ({_cause(exc)})")
+    if isinstance(exc, redis_exc.ConnectionError | OSError | EOFError | hiredis.ProtocolError):
+        return ServerConnectionError(f"{what}: connection failed ({_cause(exc)})")
+    if isinstance(exc, redis_exc.RedisError):
+        return command_error(ServerError, _cause(exc), command=command, what=what)
+    if isinstance(exc, RedisClusterException):  # not a RedisError: the slot map is incomplete
+        return command_error(TopologyError, _cause(exc), command=command, what=what)
+    if isinstance(exc, RuntimeError) and any(sign in str(exc) for sign in _OTHER_LOOP):
+        return EventLoopError(
             f"{what}: the client's connections belong to another event loop; "
             "build the redis.asyncio client, and the producer or worker on it, inside the "
             "event loop that uses it (a FastAPI lifespan, main(), a test fixture)"
-        ) from exc
+        )
+    return None
 
 
 def _cause(exc: BaseException) -> str:
@@ -134,8 +154,13 @@ async def execute(
     pool: Any = client.connection_pool
     conn = await acquire(pool, what)
     try:
-        with translate_errors(what):
+        try:
             stale = await _exchange(conn, chunks, sink, window, last_read_extra_s)
+        except Exception as exc:
+            translated = _translated(exc, what)
+            if translated is None:
+                raise
+            raise translated from exc
     except BaseException:
         # Unread replies may be on the wire: the connection must not be reused.
         with anyio.CancelScope(shield=True):
@@ -146,6 +171,49 @@ async def execute(
         # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
         await _drop(conn)
     await pool.release(conn)
+
+
+async def exchange(
+    client: Redis, data: bytes, count: int, *, what: str, last_read_extra_s: float | None = 0.0
+) -> list[Any]:
+    """:func:`execute` for one chunk (a lone single call): its ``count`` replies.
+
+    The same connection handling and errors, with nothing per call beyond the write
+    and the read.
+    """
+    pool: Any = client.connection_pool
+    conn = await acquire(pool, what)
+    try:
+        try:
+            reader_stream, writer = _streams_of(conn)
+            parser = hiredis.Reader(replyError=_reply_error)
+            writer.write(data)
+            await writer.drain()
+            timeout_s: float | None = conn.socket_timeout
+            if timeout_s is not None:
+                timeout_s = None if last_read_extra_s is None else timeout_s + last_read_extra_s
+            replies = await _read(reader_stream, parser, count, timeout_s)
+        except Exception as exc:
+            translated = _translated(exc, what)
+            if translated is None:
+                raise
+            raise translated from exc
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _drop(conn)
+            await pool.release(conn)
+        raise
+    for reply in replies:
+        if reply.__class__ is ReplyError and str(reply).startswith("READONLY"):
+            # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
+            await _drop(conn)
+            break
+    await pool.release(conn)
+    return replies
+
+
+def _reply_error(message: str) -> ReplyError:
+    return ReplyError(message)
 
 
 async def _drop(conn: AbstractConnection) -> None:
@@ -198,8 +266,13 @@ async def acquire(pool: Any, what: str) -> AbstractConnection:
     """
     task = asyncio.current_task()
     cancels = task.cancelling() if task is not None else 0
-    with translate_errors(what):
+    try:
         conn: AbstractConnection = await pool.get_connection()
+    except Exception as exc:
+        translated = _translated(exc, what)
+        if translated is None:
+            raise
+        raise translated from exc
     if task is not None and task.cancelling() > cancels:
         with anyio.CancelScope(shield=True):
             await pool.release(conn)
