@@ -76,7 +76,7 @@ class Producer:
         # classes whose records pick their stream: sharded, or named per record
         self._pickers: dict[type, Sharded[Target] | PerRecord[Target]] = {}
         self._registry_version = self.registry.version
-        self._waitaof_checked = False
+        self._waitaof_checked = not wait_aof  # WAITAOF is checked once, before its first use
         acks = Acks(self.wait, self.wait_timeout, wait_aof)
         # one sender per topology (send/): per node on a cluster, the wire and the
         # coalescer on one node or a Sentinel's primary
@@ -131,9 +131,9 @@ class Producer:
         return pack_slices(records, self._targets, self._target, self.slice_size)
 
     def _prepare_one(self, record: Any) -> tuple[Target, bytes]:
-        self._fresh_targets()
-        cls = type(record)
-        target = self._targets.get(cls) or self._target(record, None)
+        if self._registry_version != self.registry.version:
+            self._fresh_targets()
+        target = self._targets.get(type(record)) or self._target(record, None)
         try:
             value = target.payload(record)
         except Exception as exc:
@@ -152,6 +152,9 @@ class Producer:
         Concurrent calls on one producer share pipelines (see ``send/coalesce.py``).
         """
         target, arg = self._prepare_one(record)
+        if _telemetry.current is None and self._waitaof_checked:
+            # the hot path: nothing to instrument, nothing to check first
+            return await self._sender.delay_one(target, arg)
         with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):
             await self._check_waitaof()
             return await self._sender.delay_one(target, arg)
@@ -168,6 +171,9 @@ class Producer:
             if delay_message_id is None
             else check_id_bytes(delay_message_id, "delay_message_id")
         )
+        if _telemetry.current is None:
+            await self._sender.queue_one(target, arg, raw)
+            return True
         with _telemetry.produce("queue", lambda: [target.name], 1):
             await self._sender.queue_one(target, arg, raw)
         return True
@@ -226,7 +232,7 @@ class Producer:
         await self._sender.send_queue(slices, ids)
 
     async def _check_waitaof(self) -> None:
-        if self.wait_aof and not self._waitaof_checked:
+        if not self._waitaof_checked:
             await self._sender.check_waitaof()
             self._waitaof_checked = True
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from .._packing import QUEUE_AND_DELETE, Slice, Target
 from . import wire
 from .coalesce import Coalescer
-from .replies import raise_command_error
 
 __all__ = ["Sender", "encoded", "submit_queue_delete"]
 
@@ -27,9 +26,13 @@ class Sender(Protocol):
         (``str`` as ``send_delay`` returns them, or checked ``bytes``: encoded per slice)."""
         ...
 
-    async def delay_one(self, target: Target, arg: bytes) -> str: ...
+    def delay_one(self, target: Target, arg: bytes) -> Awaitable[str]:
+        """Write one delay message; its id (a coroutine: the hot path has no wrapper)."""
+        ...
 
-    async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None: ...
+    def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> Awaitable[None]:
+        """Write one queue message, then delete its delay message ``delay_id`` if given."""
+        ...
 
     async def check_waitaof(self) -> None:
         """Raise :class:`UnsupportedError` unless the server knows WAITAOF."""
@@ -41,9 +44,13 @@ def encoded(ids: Sequence[str | bytes]) -> list[bytes]:
     return [i.encode() if isinstance(i, str) else i for i in ids]
 
 
-async def submit_queue_delete(
-    coalescer: Coalescer, target: Target, arg: bytes, raw: bytes, where: Any
-) -> Any:
+def submit_queue_delete(
+    coalescer: Coalescer,
+    target: Target,
+    arg: bytes,
+    raw: bytes,
+    check: Callable[[Any], Any] | None = None,
+) -> Awaitable[Any]:
     """One queue write and its delay deletion in ``coalescer``'s next batch: one ``EVALSHA``,
     or (in a batch of several slices, where the XDEL rides behind the next slice) the
     ``XADD`` and, once it succeeded, a multi-id ``XDEL`` shared with the slice.
@@ -53,13 +60,24 @@ async def submit_queue_delete(
     client or node) is named in errors.
     """
     if coalescer.script_loaded:
-        reply = await coalescer.submit(target.queue_delete, arg, delay=False, raw=raw, split=target)
-        if not (reply.__class__ is wire.ReplyError and str(reply).startswith("NOSCRIPT")):
-            return reply
-    loaded, reply = await coalescer.submit(
-        _SCRIPT_LOAD + target.queue_delete, arg, delay=False, raw=raw, count=2
-    )
-    if loaded.__class__ is wire.ReplyError:
-        raise_command_error(loaded, "SCRIPT LOAD", None, where)
-    coalescer.script_loaded = True
-    return reply
+        return coalescer.submit(
+            target.queue_delete,
+            arg,
+            delay=False,
+            raw=raw,
+            split=target,
+            reload=_SCRIPT_LOAD,
+            check=check,
+        )
+    return _load_first(coalescer, target, arg, raw, check)
+
+
+async def _load_first(
+    coalescer: Coalescer,
+    target: Target,
+    arg: bytes,
+    raw: bytes,
+    check: Callable[[Any], Any] | None,
+) -> Any:
+    reply = await coalescer.load_and_submit(_SCRIPT_LOAD, target.queue_delete, arg, raw)
+    return reply if check is None else check(reply)

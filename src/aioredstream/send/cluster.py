@@ -171,7 +171,7 @@ class ClusterSender(Router):
         else:
             node, coalescer = await self._coalescer(target)
             try:
-                reply = await submit_queue_delete(coalescer, target, arg, delay_id, node)
+                reply = await submit_queue_delete(coalescer, target, arg, delay_id)
             except ServerConnectionError as exc:
                 await self.lost(node, exc)
                 raise

@@ -29,12 +29,14 @@ import asyncio
 import copy
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import wire
 from .batch import Call, Exchange
+from .replies import raise_command_error
 
 if TYPE_CHECKING:
     from .._packing import Target
@@ -85,13 +87,20 @@ class Coalescer:
         raw: bytes | None = None,
         count: int = 1,
         split: Target | None = None,
+        reload: bytes | None = None,
+        check: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Send ``head + arg`` (then ``raw`` as a bulk string): ``count`` commands in the
-        next batch; return the reply (a list of them when ``count`` > 1).
+        next batch; return the reply (a list of them when ``count`` > 1), or what
+        ``check`` makes of it (it may raise: the caller's own error).
 
         ``split`` (a queue write with a delay deletion, by script) is the record's
         target: in a batch of several slices the call may go as a bare XADD plus a
-        shared XDEL of ``raw`` instead (see :mod:`.batch`).
+        shared XDEL of ``raw`` instead (see :mod:`.batch`). ``reload`` (for a script
+        call) loads the script: after a ``NOSCRIPT`` the call goes again behind it.
+
+        The sender hands this coroutine to the producer as it is (no wrapper of its
+        own): each layer of coroutines costs every call on its way in and out.
         """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
@@ -102,21 +111,38 @@ class Coalescer:
             # meanwhile queue up for the batch that follows.
             self._running = 1
             try:
-                return await self._alone(head, arg, raw, count, delay)
+                reply = await self._alone(head, arg, raw, count, delay)
             finally:
                 if self._loop is loop:
                     self._running -= 1
                     if self._queue and self._running < MAX_BATCHES:
                         self._start_batch()
-        call = Call(head, arg, raw, count, delay, loop.create_future(), split)
-        self._queue.append(call)
-        if self._running < MAX_BATCHES:
-            self._start_batch()
-        try:
-            return await call.future
-        except asyncio.CancelledError:
-            await self._abandon(call)
-            raise
+        else:
+            call = Call(head, arg, raw, count, delay, loop.create_future(), split)
+            self._queue.append(call)
+            if self._running < MAX_BATCHES:
+                self._start_batch()
+            try:
+                reply = await call.future
+            except asyncio.CancelledError:
+                await self._abandon(call)
+                raise
+        if (
+            reload is not None
+            and reply.__class__ is wire.ReplyError
+            and str(reply).startswith("NOSCRIPT")
+        ):
+            reply = await self.load_and_submit(reload, head, arg, raw)
+        return reply if check is None else check(reply)
+
+    async def load_and_submit(self, load: bytes, head: bytes, arg: bytes, raw: bytes | None) -> Any:
+        """One script call with ``load`` (its SCRIPT LOAD) in front: the first call of a
+        producer, or the one after a ``NOSCRIPT`` (a restarted server, a failover)."""
+        loaded, reply = await self.submit(load + head, arg, delay=False, raw=raw, count=2)
+        if loaded.__class__ is wire.ReplyError:
+            raise_command_error(loaded, "SCRIPT LOAD", None, self._client)
+        self.script_loaded = True
+        return reply
 
     async def _alone(
         self, head: bytes, arg: bytes, raw: bytes | None, count: int, delay: bool

@@ -3,7 +3,7 @@ coalescer for concurrent single calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -82,21 +82,29 @@ class NodeSender:
         chunks = ((part.queue_commands(), len(part)) for part in slices)
         await wire.execute(self.client, chunks, sink, what="queue")
 
-    async def delay_one(self, target: Target, arg: bytes) -> str:
-        reply = await self.coalescer.submit(target.xadd_delay, arg, delay=True)
+    # the coalescer's coroutine itself goes back to the producer: no layer of our own
+    def delay_one(self, target: Target, arg: bytes) -> Awaitable[str]:
+        return self.coalescer.submit(target.xadd_delay, arg, delay=True, check=self._message_id)
+
+    def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> Awaitable[None]:
+        if delay_id is None:
+            return self.coalescer.submit(target.xadd, arg, delay=False, check=self._queued)
+        return submit_queue_delete(self.coalescer, target, arg, delay_id, self._queued_deleted)
+
+    # the reply checks of single calls, run in the caller's task
+    def _message_id(self, reply: Any) -> str:
         if reply.__class__ is not bytes:
             raise_command_error(reply, "XADD", None, self.client)
         message_id: str = reply.decode()
         return message_id
 
-    async def queue_one(self, target: Target, arg: bytes, delay_id: bytes | None) -> None:
-        if delay_id is None:
-            reply = await self.coalescer.submit(target.xadd, arg, delay=False)
-        else:
-            reply = await submit_queue_delete(self.coalescer, target, arg, delay_id, self.client)
+    def _queued(self, reply: Any) -> None:
         if reply.__class__ is wire.ReplyError:
-            command = "XADD" if delay_id is None else "XADD+XDEL"
-            raise_command_error(reply, command, None, self.client)
+            raise_command_error(reply, "XADD", None, self.client)
+
+    def _queued_deleted(self, reply: Any) -> None:
+        if reply.__class__ is wire.ReplyError:
+            raise_command_error(reply, "XADD+XDEL", None, self.client)
 
     async def check_waitaof(self) -> None:
         info = await wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
