@@ -31,3 +31,19 @@ def test_values_that_are_not_json_are_refused(value: Any) -> None:
         dumps({"v": value})
     with pytest.raises((ValueError, TypeError)):
         _stdlib_dumps({"v": value})
+
+
+def test_the_stdlib_encoder_is_not_left_marked_by_a_refused_value() -> None:
+    # its C encoder keeps the ids of the containers it is inside in a dict (markers), and
+    # a refusal leaves them there: each call needs a dict of its own
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    holder: list[Any] = [object()]
+    for encode in (dumps, _stdlib_dumps):
+        with pytest.raises(ValueError, match="Circular reference"):
+            encode(cycle)
+        holder[0] = object()
+        with pytest.raises(TypeError):
+            encode(holder)
+        holder[0] = 1
+        assert encode(holder) == b"[1]"
