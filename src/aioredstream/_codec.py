@@ -141,8 +141,10 @@ def _make_orjson_dumps() -> Callable[[Any], bytes] | None:
             # the standard library decides (and raises if the value is not JSON).
             return _stdlib_dumps(obj)
         # orjson writes NaN and Infinity as null; the standard library refuses them.
-        # Only look for them when the output has a null at all (None values are common).
-        if b"null" in out and _has_non_finite(obj):
+        # Only look for them when the output has a null at all (None values are common);
+        # find(), not ``in``: bytes' ``in`` first tries the operand as an int (a raised
+        # and cleared TypeError, twice the time of the search itself).
+        if out.find(b"null") != -1 and _has_non_finite(obj):
             return _stdlib_dumps(obj)  # raises ValueError
         if len(out) >= shortest_too_deep:
             _check_depth(obj, out)
