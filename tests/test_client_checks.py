@@ -98,7 +98,7 @@ def test_a_worker_whose_client_moved_to_a_second_event_loop_raises_event_loop_er
 
 def _delayer_in_two_loops(url: str) -> None:
     client = Redis.from_url(url)
-    delayer = Delayer(client, stream_name="loop_moves", delay=60)
+    delayer = Delayer(client, stream_name="loop_moves", delay=60, block=0.05)
 
     async def first() -> None:
         await delayer.run_once()

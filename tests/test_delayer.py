@@ -109,11 +109,13 @@ async def test_gem_spec_run_once_delivers_a_due_message_then_waits_for_the_next(
 ) -> None:
     """The gem's spec: two delay messages 3 s apart, delay 1 s, ``run_once`` in a thread:
     the first is copied and committed while it waits; both are copied when it returns.
-    (The second is written with a future id, so the test needs no 3 s of real time before.)"""
+    Here a third of the gem's times (1 s apart, delay 0.5 s): the same shape, the first
+    committed alone for 1 s. (The second is written with a future id, so the test needs
+    no real time before.)"""
     now = await _server_ms(client)
-    first = await _add_at(client, now - 1_000, 0, '{"id":1}')  # due now
-    second = await _add_at(client, now + 2_000, 0, '{"id":2}')  # due in 3 s
-    delayer = Delayer(client, stream_name="users", delay=1, block=0.05)
+    first = await _add_at(client, now - 500, 0, '{"id":1}')  # due now
+    second = await _add_at(client, now + 500, 0, '{"id":2}')  # due in 1 s
+    delayer = Delayer(client, stream_name="users", delay=0.5, block=0.05)
     seen_first_committed_alone = False
     async with anyio.create_task_group() as tg:
         done = anyio.Event()
@@ -137,7 +139,7 @@ async def test_gem_spec_run_once_delivers_a_due_message_then_waits_for_the_next(
     assert seen_first_committed_alone
     rows = await entries(client, STREAM)
     assert [p for _, p in rows] == [{"id": 1}, {"id": 2}]
-    assert parse_id(rows[1][0])[0] >= now + 3_000  # copied once due, by the server's clock
+    assert parse_id(rows[1][0])[0] >= now + 1_000  # copied once due, by the server's clock
     assert await _delayer_offset(client) == second
     assert await client.xlen(DELAY) == 0
 
