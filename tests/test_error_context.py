@@ -20,7 +20,7 @@ from aioredstream import (
 from aioredstream.send import wire
 from aioredstream.testing import ServerProcess
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, StallableReplica
 from .helpers import Post, User
 
 MIXED = [User(0), User(1), Post(2), User(3)]  # the 3rd record writes to posts
@@ -93,10 +93,10 @@ async def test_a_waitaof_that_falls_short_names_waitaof(
 
 
 async def test_a_demoted_primary_is_a_topology_error_naming_the_node(
-    primary_replica: tuple[ServerProcess, ServerProcess], make_client: ClientFactory
+    stallable_replica: StallableReplica, make_client: ClientFactory
 ) -> None:
     """A replica answers writes with READONLY (what a primary says once it was demoted)."""
-    replica = primary_replica[1]
+    replica = stallable_replica.replica
     producer = Producer(make_client(replica.url))
     with pytest.raises(TopologyError) as caught:
         await producer.bulk_delay([User(1), User(2)])

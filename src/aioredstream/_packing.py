@@ -114,6 +114,21 @@ def flatten(slices: Sequence[Slice]) -> tuple[list[Target], list[bytes]]:
     return targets, args
 
 
+def encoded(target: Target, record: Any, index: int | None) -> bytes:
+    """The record's payload as a RESP bulk string; a failure raises the
+    :class:`~aioredstream.PayloadError` that names the record (``index`` in its call)
+    and which step failed: the payload function or the JSON encoding."""
+    try:  # two steps, so that the error names what failed (zero-cost try)
+        value = target.payload(record)
+    except Exception as exc:
+        raise payload_error(record, index, exc) from exc
+    try:
+        data = dumps(value)
+    except Exception as exc:
+        raise payload_error(record, index, exc, encoding=True) from exc
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def pack_slices(
     records: Sequence[Any],
     cache: dict[type, Target],
@@ -137,16 +152,8 @@ def pack_slices(
                 last_cls = record.__class__
                 cached = cache.get(last_cls)
             target = cached or target_for(record, index)
-            try:  # two steps, so that the error names what failed (zero-cost try)
-                value = target.payload(record)
-            except Exception as exc:
-                raise payload_error(record, index, exc) from exc
-            try:
-                data = dumps(value)
-            except Exception as exc:
-                raise payload_error(record, index, exc, encoding=True) from exc
             targets.append(target)
-            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+            parts.append(encoded(target, record, index))
         ends = array("I", accumulate(map(len, parts)))
         first = targets[0]
         shared = targets.count(first) == len(targets)

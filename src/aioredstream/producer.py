@@ -10,10 +10,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from . import _cluster, _telemetry
-from ._codec import dumps
 from ._keys import DELAY_SUFFIX, Keys
-from ._packing import Slice, Target, pack_slices
-from ._records import PerRecord, Registry, StreamSpec, default_registry, payload_error
+from ._packing import Slice, Target, encoded, pack_slices
+from ._records import PerRecord, Registry, StreamSpec, default_registry
 from ._sharding import Sharded
 from ._validate import check_count, check_id_bytes, check_ids_bytes, check_seconds
 from .errors import ArgumentError
@@ -134,15 +133,7 @@ class Producer:
         if self._registry_version != self.registry.version:
             self._fresh_targets()
         target = self._targets.get(type(record)) or self._target(record, None)
-        try:
-            value = target.payload(record)
-        except Exception as exc:
-            raise payload_error(record, None, exc) from exc
-        try:
-            data = dumps(value)
-        except Exception as exc:
-            raise payload_error(record, None, exc, encoding=True) from exc
-        return target, b"$%d\r\n%b\r\n" % (len(data), data)
+        return target, encoded(target, record, None)
 
     # -- the seed's API ---------------------------------------------------------------
 

@@ -293,7 +293,7 @@ class Router:
             again: dict[int, _Redirect] = {}
             results = await asyncio.gather(
                 *(
-                    self._send_group(call, node, indices, asking, redirected, again)
+                    self._send_group(_Group(call, node, indices, asking, redirected, again))
                     for (_, asking), (node, indices) in groups.items()
                 ),
                 return_exceptions=True,
@@ -326,18 +326,10 @@ class Router:
             )
         return node
 
-    async def _send_group(
-        self,
-        call: Call,
-        node: ClusterNode,
-        indices: list[int],
-        asking: bool,
-        redirected: dict[int, _Redirect],
-        again: dict[int, _Redirect],
-    ) -> None:
-        """Send ``indices`` on one connection of ``node``: all their commands, or only those
-        ``redirected`` names; note the redirected ones in ``again``."""
-        group = _Group(call, node, indices, asking, redirected, again)
+    async def _send_group(self, group: _Group) -> None:
+        """Send the group's records on one connection of its node: all their commands, or
+        only those ``redirected`` names; note the redirected ones in ``again``."""
+        call, node = group.call, group.node
         await wire.execute(
             as_node_client(node),
             group.chunks(),

@@ -154,19 +154,12 @@ async def execute(
     pool: Any = client.connection_pool
     conn = await acquire(pool, what)
     try:
-        try:
-            stale = await _exchange(conn, chunks, sink, window, last_read_extra_s)
-        except Exception as exc:
-            translated = _translated(exc, what)
-            if translated is None:
-                raise
-            raise translated from exc
-    except BaseException:
-        # Unread replies may be on the wire: the connection must not be reused.
-        with anyio.CancelScope(shield=True):
-            await _drop(conn)
-            await pool.release(conn)
-        raise
+        stale = await _exchange(conn, chunks, sink, window, last_read_extra_s)
+    except BaseException as exc:
+        translated = await _failed(pool, conn, exc, what)
+        if translated is None:
+            raise
+        raise translated from exc
     if stale:
         # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
         await _drop(conn)
@@ -184,25 +177,19 @@ async def exchange(
     pool: Any = client.connection_pool
     conn = await acquire(pool, what)
     try:
-        try:
-            reader_stream, writer = _streams_of(conn)
-            parser = hiredis.Reader(replyError=_reply_error)
-            writer.write(data)
-            await writer.drain()
-            timeout_s: float | None = conn.socket_timeout
-            if timeout_s is not None:
-                timeout_s = None if last_read_extra_s is None else timeout_s + last_read_extra_s
-            replies = await _read(reader_stream, parser, count, timeout_s)
-        except Exception as exc:
-            translated = _translated(exc, what)
-            if translated is None:
-                raise
-            raise translated from exc
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await _drop(conn)
-            await pool.release(conn)
-        raise
+        reader_stream, writer = _streams_of(conn)
+        parser = hiredis.Reader(replyError=_reply_error)
+        writer.write(data)
+        await writer.drain()
+        timeout_s: float | None = conn.socket_timeout
+        if timeout_s is not None:
+            timeout_s = None if last_read_extra_s is None else timeout_s + last_read_extra_s
+        replies = await _read(reader_stream, parser, count, timeout_s)
+    except BaseException as exc:
+        translated = await _failed(pool, conn, exc, what)
+        if translated is None:
+            raise
+        raise translated from exc
     for reply in replies:
         if reply.__class__ is ReplyError and str(reply).startswith("READONLY"):
             # It now leads to a replica (a Sentinel failover): reconnecting asks anew.
@@ -210,6 +197,19 @@ async def exchange(
             break
     await pool.release(conn)
     return replies
+
+
+async def _failed(
+    pool: Any, conn: AbstractConnection, exc: BaseException, what: str
+) -> Exception | None:
+    """After ``exc`` interrupted an exchange on ``conn``: drop the connection (unread
+    replies may be on the wire, so it must not be reused) and return it to ``pool``,
+    shielded; then ``exc`` translated (to raise ``from exc``), or ``None`` where ``exc``
+    itself goes on (a cancellation, anything not from the server or the socket)."""
+    with anyio.CancelScope(shield=True):
+        await _drop(conn)
+        await pool.release(conn)
+    return _translated(exc, what) if isinstance(exc, Exception) else None
 
 
 def _reply_error(message: str) -> ReplyError:
