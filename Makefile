@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): the tests mostly wait on servers, so more than the cores
+WORKERS ?= 4
 
 .PHONY: all test test-all test-compat lint types unit demo bench docs clean
 
@@ -23,7 +25,9 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
 ## lint, types, then the test suite (fast subset) against Redis 7 and the embedded Valkey
@@ -47,8 +51,8 @@ $(COMPAT_STAMP): pyproject.toml
 
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
-	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_ARGS)
-	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider --run-slow tests/test_stop.py
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) $(COMPAT_ARGS)
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --run-slow tests/test_stop.py
 
 ## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
 docs: $(STAMP)
