@@ -7,6 +7,7 @@ flush them; tests that kill nodes take function-scoped ``fresh_*`` ones.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -39,13 +40,22 @@ async def open_cluster_client(deployment: ClusterDeployment, **kwargs: object) -
     return client
 
 
+@asynccontextmanager
+async def flushed_cluster_client(deployment: ClusterDeployment) -> AsyncIterator[RedisCluster]:
+    """A client on ``deployment`` with every primary flushed, closed afterwards."""
+    client = await open_cluster_client(deployment)
+    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def cluster_client(cluster: ClusterDeployment) -> AsyncIterator[RedisCluster]:
     """A client on the shared cluster, every primary flushed before the test."""
-    client = await open_cluster_client(cluster)
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    await client.aclose()
+    async with flushed_cluster_client(cluster) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from aioredstream.testing import ClusterDeployment, wait_until
 
 from ..conftest import _binary
 from ..helpers import Post, User
-from .conftest import open_cluster_client
+from .conftest import flushed_cluster_client
 from .test_cluster import node_name as name
 from .test_cluster import owner
 
@@ -47,10 +47,8 @@ def deployment(server_kind: str) -> Iterator[ClusterDeployment]:
 
 @pytest.fixture
 async def client(deployment: ClusterDeployment) -> AsyncIterator[RedisCluster]:
-    client = await open_cluster_client(deployment)
-    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    await client.aclose()
+    async with flushed_cluster_client(deployment) as client:
+        yield client
 
 
 async def test_a_refused_record_names_xadd_its_index_and_its_node(
