@@ -178,7 +178,7 @@ async def exchange(
     conn = await acquire(pool, what)
     try:
         reader_stream, writer = _streams_of(conn)
-        parser = hiredis.Reader(replyError=_reply_error)
+        parser = hiredis.Reader()  # error replies are hiredis.ReplyError by default
         writer.write(data)
         await writer.drain()
         timeout_s: float | None = conn.socket_timeout
@@ -210,10 +210,6 @@ async def _failed(
         await _drop(conn)
         await pool.release(conn)
     return _translated(exc, what) if isinstance(exc, Exception) else None
-
-
-def _reply_error(message: str) -> ReplyError:
-    return ReplyError(message)
 
 
 async def _drop(conn: AbstractConnection) -> None:
