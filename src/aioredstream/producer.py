@@ -52,7 +52,6 @@ class Producer:
         slice_size: int = 250,
         registry: Registry | None = None,
     ) -> None:
-        _cluster.check_client(client)
         wait = 0 if wait is False else check_count(wait, "wait", least=0)
         wait_timeout = check_seconds(wait_timeout, "wait_timeout")
         if wait_aof is not None:
@@ -64,6 +63,7 @@ class Producer:
             check_count(wait_aof[1], "wait_aof numreplicas", least=0)
         check_count(slice_size, "slice_size")
         self.client = client
+        # use_hash_tags also refuses a client that is not an asyncio Redis/RedisCluster
         self.keys = Keys(namespace, hash_tags=_cluster.use_hash_tags(client, hash_tags))
         self.namespace = namespace
         self.wait = wait
