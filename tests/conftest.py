@@ -7,8 +7,6 @@ import gc
 import logging
 import shutil
 import signal
-import socket
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess, valkey_binary
+from aioredstream.testing._topologies import _admin, _call, wait_until
 
 from .helpers import asgi_client
 from .sql import Database, open_database
@@ -59,57 +58,21 @@ class ServerFactory:
             server.cleanup()
 
 
-def _reply(server: ServerProcess, request: bytes, replies: int, timeout_s: float = 2.0) -> bytes:
-    """Send ``request`` and read until ``replies`` whole RESP replies have arrived (simple
-    lines, or one ``$<len>`` bulk string each), or fail at the deadline: no fixed sleep."""
-    deadline = time.monotonic() + timeout_s
-    with socket.create_connection((server.host, server.port), timeout=timeout_s) as sock:
-        sock.sendall(request)
-        data = b""
-        while _complete(data) < replies:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"port {server.port}: {replies} replies not in {timeout_s}s")
-            sock.settimeout(remaining)
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"port {server.port} closed the connection: {data!r}")
-            data += chunk
-        return data
-
-
-def _complete(data: bytes) -> int:
-    """How many whole replies ``data`` holds."""
-    count, at = 0, 0
-    while (end := data.find(b"\r\n", at)) >= 0:
-        if data[at : at + 1] == b"$" and (size := int(data[at + 1 : end])) >= 0:
-            if len(data) < end + 2 + size + 2:
-                break
-            end += 2 + size
-        count, at = count + 1, end + 2
-    return count
-
-
-def _info_replication(server: ServerProcess) -> bytes:
-    return _reply(server, b"INFO replication\r\n", 1)
-
-
-def _acks(primary: ServerProcess) -> bool:
-    """A fresh replica acknowledges writes only some time after it is online."""
-    request = b"SET aioredstream:probe 1\r\nDEL aioredstream:probe\r\nWAIT 1 200\r\n"
-    return _reply(primary, request, 3).endswith(b":1\r\n")
+def _linked(replica: ServerProcess, primary: ServerProcess) -> bool:
+    """The replica is connected to the primary, and the primary has a replica that
+    acknowledges writes (a fresh replica acknowledges only some time after it is online)."""
+    role = _call(replica, "ROLE")
+    if not (role[0] == "slave" and int(role[2]) == primary.port and role[3] == "connected"):
+        return False
+    with _admin(primary) as conn:
+        conn.set("aioredstream:probe", "1")
+        conn.delete("aioredstream:probe")
+        return int(conn.execute_command("WAIT", 1, 200)) >= 1
 
 
 def wait_for_link(replica: ServerProcess, primary: ServerProcess, timeout_s: float = 10.0) -> None:
-    """Until the replica is linked and the primary counts it online with an ack offset."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if b"master_link_status:up" in _info_replication(replica):
-            seen = _info_replication(primary)
-            if f"port={replica.port},state=online".encode() in seen and _acks(primary):
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"replica on port {replica.port} never linked to its primary")
+    """Until the replica is linked and the primary counts it acknowledging writes."""
+    wait_until(lambda: _linked(replica, primary), f"replica on port {replica.port}", timeout_s)
 
 
 class StallableReplica:
@@ -169,7 +132,7 @@ def _replicated(_session_servers: ServerFactory) -> StallableReplica:
 def stallable_replica(_replicated: StallableReplica) -> Iterator[StallableReplica]:
     """The session's primary + replica (of the current kind), flushed, the replica linked
     and acknowledging again; a replica left stalled is resumed after the test."""
-    _reply(_replicated.primary, b"FLUSHALL\r\n", 1)
+    _call(_replicated.primary, "FLUSHALL")
     wait_for_link(_replicated.replica, _replicated.primary)
     yield _replicated
     _replicated.replica.signal(signal.SIGCONT)
