@@ -95,4 +95,28 @@ class Broken(Model, Base):
         return {"id": self.id}
 
 
+class Coded(Model, Base):
+    """Default payload {"id": id}, but the primary key is another column."""
+
+    __tablename__ = "bf_coded"
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    id: Mapped[int] = mapped_column(unique=True)
+
+
+class Animal(Model, Base):
+    """Single-table inheritance: a Dog's payload is its own."""
+
+    __tablename__ = "bf_animals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "animal"}  # noqa: RUF012
+
+
+class Dog(Animal):
+    __mapper_args__ = {"polymorphic_identity": "dog"}  # noqa: RUF012
+
+    def redstream_payload(self) -> Any:
+        return {"id": self.id, "dog": True}
+
+
 NotMapped = dict

@@ -22,12 +22,14 @@ from aioredstream import ArgumentError, PayloadError, Producer, RecordError, Reg
 from aioredstream._sharding import shard_of
 from aioredstream.integrations.sqlalchemy import backfill
 
-from ..helpers import entries
+from ..helpers import entries, raw_payloads
 from ..sql import Database
 from .backfill_models import (
+    Animal,
     Base,
     Broken,
     Child,
+    Coded,
     Item,
     NotMapped,
     Pair,
@@ -245,14 +247,14 @@ async def test_payloads_may_lazy_load_while_the_batch_session_is_open(
     ]
 
 
-async def test_loaded_rows_are_not_kept_from_one_batch_to_the_next(
+async def test_loaded_objects_are_not_kept_from_one_batch_to_the_next(
     sessions: Maker, producer: Producer
 ) -> None:
-    await add_items(sessions, range(1, 301))
-    loaded: list[weakref.ref[Item]] = []
+    await add(sessions, Pair, [{"a": i, "b": "x"} for i in range(1, 301)])  # read as objects
+    loaded: list[weakref.ref[Pair]] = []
     alive_after: list[int] = []
 
-    def on_load(target: Item, context: Any) -> None:
+    def on_load(target: Pair, context: Any) -> None:
         loaded.append(weakref.ref(target))
 
     def check(done: int, total: int) -> None:
@@ -260,11 +262,11 @@ async def test_loaded_rows_are_not_kept_from_one_batch_to_the_next(
             gc.collect()
             alive_after.append(sum(ref() is not None for ref in loaded))
 
-    event.listen(Item, "load", on_load)
+    event.listen(Pair, "load", on_load)
     try:
-        await backfill(producer, sessions, Item, batch_size=100, progress=check)
+        await backfill(producer, sessions, Pair, batch_size=100, progress=check)
     finally:
-        event.remove(Item, "load", on_load)
+        event.remove(Pair, "load", on_load)
     assert len(loaded) == 300
     assert alive_after == [0, 0, 0]  # no identity map holds a batch once it is queued
 
@@ -283,6 +285,57 @@ async def test_a_payload_that_raises_names_the_row(
 def pool_in_use(engine: AsyncEngine) -> int:
     pool: Any = engine.sync_engine.pool
     return int(pool.checkedout())
+
+
+# -- default payloads: read by id, no objects ----------------------------------------------
+
+
+async def test_default_payloads_read_only_the_id_and_match_the_producers_bytes(
+    sessions: Maker, engine: AsyncEngine, producer: Producer, client: Redis
+) -> None:
+    await add_items(sessions, [1, 2, 3])
+    statements: list[tuple[str, Any]] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", _collect(statements))
+    assert await backfill(producer, sessions, Item) == 3
+    [select_rows] = [s for s, _ in statements if "ORDER BY" in s]
+    assert "BF_ITEMS.ID" in select_rows
+    assert "KIND" not in select_rows  # no whole rows, no ORM objects
+    backfilled = await raw_payloads(client, "redstream:stream:bf_items")
+    await client.delete("redstream:stream:bf_items")
+    await producer.bulk_queue([Item(id=i, kind="plain") for i in (1, 2, 3)])
+    assert backfilled == await raw_payloads(client, "redstream:stream:bf_items")
+
+
+async def test_id_outside_the_primary_key_and_registered_defaults_are_read_by_id(
+    sessions: Maker, engine: AsyncEngine, client: Redis
+) -> None:
+    await add(sessions, Coded, [{"code": c, "id": i} for c, i in [("b", 1), ("a", 2), ("c", 3)]])
+    await add(sessions, Parent, [{"id": i, "name": f"p{i}"} for i in (5, 6)])
+    registry = Registry()
+    registry.register(Parent, name="bf_parents")  # the default payload: {"id": id}
+    producer = Producer(client, registry=registry)
+    statements: list[tuple[str, Any]] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", _collect(statements))
+    assert await backfill(producer, sessions, Coded, batch_size=2) == 3
+    assert await queued_ids(client, "bf_coded") == [2, 1, 3]  # in key order: a, b, c
+    assert (await checkpoint(client, "bf_coded"))["key"] == ["c"]
+    assert await backfill(producer, sessions, Parent) == 2
+    assert await queued_ids(client, "bf_parents") == [5, 6]
+    selects = [s for s, _ in statements if "ORDER BY" in s]
+    assert not any("NAME" in s for s in selects), selects
+
+
+async def test_a_subclass_with_its_own_payload_is_read_as_objects(
+    sessions: Maker, producer: Producer, client: Redis
+) -> None:
+    await add(sessions, Animal, [{"id": i, "kind": "dog" if i % 2 else "animal"} for i in range(4)])
+    assert await backfill(producer, sessions, Animal) == 4
+    assert await payloads(client, "bf_animals") == [
+        {"id": 0},
+        {"id": 1, "dog": True},
+        {"id": 2},
+        {"id": 3, "dog": True},
+    ]
 
 
 # -- killed and resumed ------------------------------------------------------------------
