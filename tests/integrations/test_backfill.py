@@ -10,6 +10,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -496,3 +497,18 @@ async def test_bad_producer_sessions_and_models_are_refused(
         await backfill(producer, sessions, Stamped)
     with pytest.raises(RecordError, match="Parent: it has no redstream_name"):
         await backfill(producer, sessions, Parent)
+
+
+# -- the guide ---------------------------------------------------------------------------
+
+
+async def test_the_guides_example_runs(redis_url: str, client: Redis, tmp_path: Path) -> None:
+    from ..test_docs import DECLARED_URL, RUNNABLE, _run
+
+    out = _run(RUNNABLE["backfill"].code.replace(DECLARED_URL, redis_url), tmp_path)
+    assert out.splitlines() == [
+        "0/833",
+        "500/833",
+        "833/833",
+        "queued 833 rows; stream length 833",
+    ]

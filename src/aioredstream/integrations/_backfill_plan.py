@@ -5,7 +5,7 @@ Two ways to read a batch, chosen once per call:
 - **by id** (the default payload, ``{"id": row.id}``, and the default shard key, not
   overridden; no inheritance, ``id`` a plain column): only the primary key and ``id``
   are selected, as tuples, and the payloads are built from them. No ORM object is made,
-  which is about 3x faster (see benchmarks/backfill.json).
+  which is 2-4x faster (see benchmarks/backfill.json).
 - **by object**: whole ORM objects, and each payload built by the producer's rule
   (the registry, else ``redstream_payload()``), in the session's greenlet, so a payload
   may read lazy-loaded attributes.
