@@ -43,3 +43,9 @@ def test_unicode_and_dots_are_fine() -> None:
     assert check_name("benutzer.ä-1") == "benutzer.ä-1"
     with pytest.raises(ArgumentError, match="namespace"):
         Keys("bad ns")
+
+
+def test_backfill_checkpoint_key_follows_the_layout() -> None:
+    assert Keys().backfill("users") == "redstream:backfill:users"
+    assert Keys("shop").backfill("users") == "shop:redstream:backfill:users"
+    assert Keys(hash_tags=True).backfill("users") == "redstream:backfill:{users}"

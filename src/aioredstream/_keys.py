@@ -6,14 +6,20 @@ delay stream           ``[<ns>:]redstream:stream:<name>.delay``
 consumer offset        ``[<ns>:]redstream:offset:<stream>:<consumer>``
 lock                   ``[<ns>:]redstream:lock:<lock name>``
 lock wake-up list      ``[<ns>:]redstream:lock:<lock name>.notify``
+backfill checkpoint    ``[<ns>:]redstream:backfill:<stream>``
 =====================  ==============================================
+
+The backfill checkpoint is aioredstream's own (the gem has no backfill): a JSON
+string that :func:`aioredstream.integrations.sqlalchemy.backfill` writes after each
+batch, so that a killed backfill can resume after the last row it queued.
 
 With ``hash_tags=True`` (required on a Redis Cluster) the name part is wrapped in
 braces: ``redstream:stream:{<name>}``, ``redstream:stream:{<name>}.delay``,
-``redstream:offset:{<stream>}:<consumer>``, ``redstream:lock:{<lock name>}`` and
-``redstream:lock:{<lock name>}.notify``; a delay stream read as a stream of its own
-(the delayer's consumer) keeps its base name's tag: ``stream("users.delay")`` is
-``redstream:stream:{users}.delay`` and its offsets ``redstream:offset:{users}.delay:<c>``.
+``redstream:offset:{<stream>}:<consumer>``, ``redstream:lock:{<lock name>}``,
+``redstream:lock:{<lock name>}.notify`` and ``redstream:backfill:{<stream>}``; a delay
+stream read as a stream of its own (the delayer's consumer) keeps its base name's tag:
+``stream("users.delay")`` is ``redstream:stream:{users}.delay`` and its offsets
+``redstream:offset:{users}.delay:<c>``.
 A cluster hashes only the part between the first ``{`` and ``}``, so a stream, its
 delay stream and all their consumers' offsets share one slot (a delayer can copy a
 message, delete it and commit its offset on one node), and a lock and its wake-up
@@ -75,6 +81,10 @@ class Keys:
 
     def lock_notify(self, name: str) -> str:
         return f"{self.prefix}lock:{self._tag(name)}.notify"
+
+    def backfill(self, stream_name: str) -> str:
+        """The checkpoint of a backfill into ``stream_name`` (aioredstream's own key)."""
+        return f"{self.prefix}backfill:{self._tag(stream_name)}"
 
     def stream_pattern(self) -> str:
         """A SCAN pattern matching every stream key of this namespace."""

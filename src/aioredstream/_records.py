@@ -40,6 +40,7 @@ __all__ = [
     "default_registry",
     "default_stream_name",
     "payload_error",
+    "reads_only_id",
     "register",
 ]
 
@@ -308,6 +309,28 @@ def _id_key(record: Any) -> Any:
 
 def _id_payload(record: Any) -> Any:
     return {"id": _id_key(record)}
+
+
+def reads_only_id(spec: StreamSpec, cls: type) -> bool:
+    """Whether ``spec`` gives each record of ``cls`` the default payload ``{"id": record.id}``
+    and (if sharded) the default shard key ``record.id``, in one stream or its shards: a
+    backfill then reads only the ``id`` column of each row, no whole objects."""
+    if spec.name_of is not None:
+        return False
+    payload = spec.payload is _id_payload or (
+        spec.payload is _default_payload and _inherited(cls, "redstream_payload")
+    )
+    shard_key = (
+        not spec.shards
+        or spec.shard_key is _id_key
+        or (spec.shard_key is _default_shard_key and _inherited(cls, "redstream_shard_key"))
+    )
+    return payload and shard_key
+
+
+def _inherited(cls: type, name: str) -> bool:
+    """Whether ``cls`` has :class:`Model`'s own method ``name``, not an override."""
+    return inspect.getattr_static(cls, name, None) is Model.__dict__[name]
 
 
 def payload_error(

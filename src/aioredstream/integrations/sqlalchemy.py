@@ -65,8 +65,9 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session, 
 from .._records import payload_error
 from ..errors import ArgumentError, UnsupportedError
 from ..producer import Producer
+from ._backfill import backfill
 
-__all__ = ["Tracker", "track"]
+__all__ = ["Tracker", "backfill", "track"]
 
 logger = logging.getLogger("aioredstream.integrations.sqlalchemy")
 

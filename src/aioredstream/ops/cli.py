@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from ..errors import ArgumentError, RedstreamError
+from ._cli_backfill import add_backfill
 from ._cli_common import Run, connection_options
 from ._cli_inspect import add_dead, add_exporter, add_offset, add_status
 from ._cli_workers import add_consume, add_delayer, add_trimmer
@@ -46,6 +47,7 @@ _COMMANDS = [
     add_delayer,
     add_trimmer,
     add_consume,
+    add_backfill,
 ]
 
 

@@ -24,6 +24,7 @@ from ..workers.trimmer import Trimmer
 __all__ = [
     "LOG_LEVELS",
     "Runnable",
+    "import_object",
     "load_handler",
     "log_to_stderr",
     "run_until_signalled",
@@ -42,9 +43,22 @@ def load_handler(spec: str) -> Handler:
     The working directory is put on ``sys.path`` first, as uvicorn and gunicorn do:
     a console script's own ``sys.path`` does not contain it.
     """
+    target = import_object(spec, "module:function")
+    if not callable(target):
+        raise ArgumentError(f"{spec!r} is a {type(target).__name__}, not a function")
+    call = target if inspect.isroutine(target) else getattr(target, "__call__", None)  # noqa: B004
+    if not inspect.iscoroutinefunction(call):
+        raise ArgumentError(f"{spec!r} must be an async function taking list[Message] (async def)")
+    handler: Handler = target
+    return handler
+
+
+def import_object(spec: str, shape: str) -> Any:
+    """What ``spec`` (``module:name``, ``name`` may be dotted) names, imported from the
+    working directory or the installed packages; ``shape`` words the form in errors."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ArgumentError(f"{spec!r} must look like 'module:function'")
+        raise ArgumentError(f"{spec!r} must look like {shape!r}")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -65,13 +79,7 @@ def load_handler(spec: str) -> Handler:
             target = getattr(target, part)
         except AttributeError:
             raise ArgumentError(f"{spec!r}: {module_name} has no {attr!r}") from None
-    if not callable(target):
-        raise ArgumentError(f"{spec!r} is a {type(target).__name__}, not a function")
-    call = target if inspect.isroutine(target) else getattr(target, "__call__", None)  # noqa: B004
-    if not inspect.iscoroutinefunction(call):
-        raise ArgumentError(f"{spec!r} must be an async function taking list[Message] (async def)")
-    handler: Handler = target
-    return handler
+    return target
 
 
 @contextmanager
