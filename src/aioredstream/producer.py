@@ -36,7 +36,7 @@ class Producer:
 
     ``client`` may also be a ``redis.asyncio.cluster.RedisCluster`` (writes are
     grouped per node, WAIT runs per node) or a Sentinel's ``master_for()`` client.
-    ``hash_tags`` picks the key layout (see :mod:`aioredstream._keys`): ``None``
+    ``hash_tags`` picks the key layout (see `aioredstream._keys`): ``None``
     means hash tags on a cluster, the Ruby layout elsewhere.
     """
 
