@@ -8,17 +8,22 @@ signature listing, which does not claim to run). An unmarked block fails the sui
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 from redis.asyncio import Redis
 
 from aioredstream.testing import ServerProcess
+
+from .helpers import eventually
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,6 +61,8 @@ def test_every_python_block_says_whether_it_runs() -> None:
     assert not unmarked, "python blocks with no <!-- run: --> or <!-- sketch: --> marker"
     assert {
         "quickstart",
+        "quickstart-app",
+        "quickstart-worker",
         "manual",
         "producer-manual",
         "sharding",
@@ -64,8 +71,12 @@ def test_every_python_block_says_whether_it_runs() -> None:
     } <= set(RUNNABLE)
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
 def _run(code: str, cwd: Path, *, pytest_file: bool = False) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = _env()
     if pytest_file:
         (cwd / "test_block.py").write_text(code)
         args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_block.py"]
@@ -149,3 +160,54 @@ async def test_telemetry_page_example_prints_its_spans(
         "bulk_queue users 600",
         "bulk users 600",
     ]
+
+
+async def test_quickstart_app_and_worker_keep_the_index_in_sync(
+    server: ServerProcess, client: Redis, tmp_path: Path
+) -> None:
+    _run(_code("quickstart-app", server.url), tmp_path)
+    assert await _lengths(client, "redstream:stream:users", "redstream:stream:users.delay") == [
+        2,
+        0,
+    ]
+    index, log = tmp_path / "index.json", tmp_path / "worker.log"
+    with log.open("w") as stderr:
+        worker = await anyio.open_process(
+            [sys.executable, "-c", _code("quickstart-worker", server.url)],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+    async def indexed() -> bool:
+        assert worker.returncode is None, log.read_text()
+        return index.exists() and json.loads(index.read_text()) == {"1": "Ada", "2": "Grace"}
+
+    try:
+        await eventually(indexed, "the worker wrote both users to index.json", timeout_s=30)
+        # the page says Ctrl-C or SIGTERM stops it; both end run_workers the same way
+        worker.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await worker.wait() == 0, log.read_text()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+        await worker.aclose()
+    assert "handled 2 entries of users" in log.read_text()
+    assert await client.get("redstream:offset:users:indexer") is not None
+    assert await client.exists("redstream:lock:consumer:users:indexer") == 0  # released
+
+
+ROLE = re.compile(r":(?:class|meth|func|mod|attr|exc|data|obj):`")
+
+
+def test_no_sphinx_roles_in_docstrings() -> None:
+    """mkdocstrings renders Markdown: a role would show as literal text in the reference."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if ROLE.search(line)
+    ]
+    assert not found, "write [`Name`][aioredstream.Name] or `name` instead:\n" + "\n".join(found)
