@@ -54,9 +54,13 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) $(COMPAT_ARGS)
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --run-slow tests/test_stop.py
 
-## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
+## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails,
+## and so does a Sphinx role (:class:`X`) that reached a page as literal text
+SPHINX_ROLE := :(class|meth|func|mod|attr|exc|data|obj):(`|<code>)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@if grep -rnoE '$(SPHINX_ROLE)' site --include='*.html' --include='*.json'; then \
+		echo 'raw Sphinx roles in the site (above): write [`Name`][aioredstream.Name]'; exit 1; fi
 
 ## the main job end to end on an embedded server (or $$REDIS_URL)
 demo: $(STAMP)
