@@ -63,6 +63,7 @@ def test_every_python_block_says_whether_it_runs() -> None:
         "quickstart",
         "quickstart-app",
         "quickstart-worker",
+        "fastapi-service",
         "manual",
         "producer-manual",
         "sharding",
@@ -123,6 +124,36 @@ async def test_readme_quickstart_serves_and_produces(
         2,
         0,
     ]
+
+
+_DRIVE_SERVICE = """
+import asyncio as _asyncio
+import httpx as _httpx
+from asgi_lifespan import LifespanManager as _LifespanManager
+
+
+async def _drive():
+    async with _LifespanManager(app):
+        transport = _httpx.ASGITransport(app=app)
+        async with _httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            for name in ("lamp", "desk"):
+                response = await http.post("/products", params={"name": name})
+                assert response.status_code == 201, response.text
+            response = await http.post("/products/deactivate")
+            assert response.json() == {"deactivated": [1, 2]}, response.text
+
+_asyncio.run(_drive())
+"""
+
+
+async def test_sqlalchemy_page_service_produces_for_the_session_and_the_bulk_update(
+    server: ServerProcess, client: Redis, tmp_path: Path
+) -> None:
+    _run(_code("fastapi-service", server.url) + _DRIVE_SERVICE, tmp_path)
+    # two inserts through track(), then both ids again through producer.bulk()
+    assert await _lengths(
+        client, "redstream:stream:products", "redstream:stream:products.delay"
+    ) == [4, 0]
 
 
 @pytest.mark.parametrize("name", ["manual", "producer-manual"])
@@ -211,3 +242,15 @@ def test_no_sphinx_roles_in_docstrings() -> None:
         if ROLE.search(line)
     ]
     assert not found, "write [`Name`][aioredstream.Name] or `name` instead:\n" + "\n".join(found)
+
+
+def test_code_blocks_in_lists_are_indented_four_spaces() -> None:
+    """Python-Markdown (the site) ends a list at a block indented less than 4 spaces, so
+    the next item starts a new list and shows as "1." again."""
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {line!r}"
+        for page in PAGES
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if re.match(r" {1,3}(```|~~~)", line)
+    ]
+    assert not found, "indent these fences by 4 spaces:\n" + "\n".join(found)
