@@ -11,10 +11,11 @@ WORKERS ?= 4
 
 all: test
 
+# the developer dependencies are PEP 735 groups in pyproject.toml: `--group` needs pip >= 25.1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e . --group dev
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -46,7 +47,7 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed-redis-$(REDIS_FLOOR)
 $(COMPAT_STAMP): pyproject.toml
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[dev]' 'redis[hiredis]==$(REDIS_FLOOR)'
+	$(COMPAT_VENV)/bin/python -m pip install -q -e . --group dev 'redis[hiredis]==$(REDIS_FLOOR)'
 	touch $(COMPAT_STAMP)
 
 test-compat: $(COMPAT_STAMP)
