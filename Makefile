@@ -11,10 +11,11 @@ WORKERS ?= 4
 
 all: test
 
+# the developer dependencies are PEP 735 groups in pyproject.toml: `--group` needs pip >= 25.1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e . --group dev
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -46,7 +47,7 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed-redis-$(REDIS_FLOOR)
 $(COMPAT_STAMP): pyproject.toml
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[dev]' 'redis[hiredis]==$(REDIS_FLOOR)'
+	$(COMPAT_VENV)/bin/python -m pip install -q -e . --group dev 'redis[hiredis]==$(REDIS_FLOOR)'
 	touch $(COMPAT_STAMP)
 
 test-compat: $(COMPAT_STAMP)
@@ -54,9 +55,13 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) $(COMPAT_ARGS)
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --run-slow tests/test_stop.py
 
-## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails
+## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails,
+## and so does a Sphinx role (:class:`X`) that reached a page as literal text
+SPHINX_ROLE := :(class|meth|func|mod|attr|exc|data|obj):(`|<code>)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@if grep -rnoE '$(SPHINX_ROLE)' site --include='*.html' --include='*.json'; then \
+		echo 'raw Sphinx roles in the site (above): write [`Name`][aioredstream.Name]'; exit 1; fi
 
 ## the main job end to end on an embedded server (or $$REDIS_URL)
 demo: $(STAMP)

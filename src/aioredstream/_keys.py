@@ -27,7 +27,7 @@ list share one. The Ruby layout is what the gem
 reads and writes; a gem on a cluster would need the same tags (it has none), so
 Ruby interop means the Ruby layout, on a single node or behind Sentinel.
 
-Names are checked once, where they enter (see :func:`aioredstream._validate.check_name`),
+Names are checked once, where they enter (see `check_name`),
 so that two different (stream, consumer) pairs can never map to the same key.
 """
 

@@ -116,7 +116,7 @@ def flatten(slices: Sequence[Slice]) -> tuple[list[Target], list[bytes]]:
 
 def encoded(target: Target, record: Any, index: int | None) -> bytes:
     """The record's payload as a RESP bulk string; a failure raises the
-    :class:`~aioredstream.PayloadError` that names the record (``index`` in its call)
+    `PayloadError` that names the record (``index`` in its call)
     and which step failed: the payload function or the JSON encoding."""
     try:  # two steps, so that the error names what failed (zero-cost try)
         value = target.payload(record)

@@ -1,19 +1,19 @@
 """How a record names its stream and builds its payload.
 
 A record is anything whose class answers ``redstream_name()`` (the stream) and
-whose instances answer ``redstream_payload()`` (a JSON-able value). :class:`Model`
+whose instances answer ``redstream_payload()`` (a JSON-able value). `Model`
 supplies both defaults. Classes that cannot be changed (dicts, third-party
-models) are described once with :func:`register` instead.
+models) are described once with `register` instead.
 
 Per-record names (the gem README's way to shard): a class whose ``redstream_name``
 is a plain instance method (``def redstream_name(self) -> str``) names the stream
-of each record. That is found out once per class (:meth:`Registry.resolve`); the
+of each record. That is found out once per class (`Registry.resolve`); the
 producer then asks every record of that class, and classes with a class-level name
 keep their one cached stream.
 
 Sharding (the gem's 0.6 feature): a class with ``redstream_shards = N`` spreads its
 messages over the streams ``<name>-0`` … ``<name>-<N-1>``; a record's shard is
-:func:`shard_of` its primary key, so every change of one record lands in one stream
+`shard_of` its primary key, so every change of one record lands in one stream
 and keeps its order. The function and the names are the gem README's, byte for
 byte, so a Ruby producer and a Python consumer agree on the shard of every id.
 """
@@ -82,7 +82,7 @@ class Model:
     stream of each record (the gem README's sharding).
 
     Set ``redstream_shards = N`` to shard the class over ``N`` streams by
-    :meth:`redstream_shard_key` (default: ``self.id``).
+    `redstream_shard_key` (default: ``self.id``).
     """
 
     #: ``None``: one stream; ``N``: the streams ``<name>-0`` … ``<name>-<N-1>``
@@ -110,7 +110,7 @@ class StreamSpec:
     """What the producer needs to know about one class: its stream, payload and sharding.
 
     ``shards`` is ``None`` for one stream; else ``shard_key`` maps a record to the
-    value :func:`shard_of` hashes. ``name_of`` is set (and ``name`` empty) when each
+    value `shard_of` hashes. ``name_of`` is set (and ``name`` empty) when each
     record names its stream.
     """
 
@@ -136,7 +136,7 @@ class StreamSpec:
         return stream_names(self.name, self.shards)
 
     def stream_of(self, record: Any, index: int | None = None) -> str:
-        """The stream of ``record`` (checked); :class:`RecordError` naming it if bad."""
+        """The stream of ``record`` (checked); `RecordError` naming it if bad."""
         if self.name_of is None:
             return self.name
         try:
@@ -247,7 +247,7 @@ class Registry:
             self.version += 1
 
     def resolve(self, cls: type, index: int | None = None) -> StreamSpec:
-        """The spec for ``cls``; raises :class:`RecordError` when it has none."""
+        """The spec for ``cls``; raises [`RecordError`][aioredstream.errors.RecordError] if none."""
         for base in cls.__mro__:
             spec = self._specs.get(base)
             if spec is not None:
@@ -336,7 +336,7 @@ def _inherited(cls: type, name: str) -> bool:
 def payload_error(
     record: Any, index: int | None, exc: Exception, *, encoding: bool = False
 ) -> PayloadError:
-    """A :class:`PayloadError` naming the record and what really failed: building its
+    """A `PayloadError` naming the record and what really failed: building its
     payload (``encoding=False``: the payload function raised) or encoding it as JSON."""
     if encoding:
         problem = f"its payload is not JSON-serialisable: {cause(exc)}"

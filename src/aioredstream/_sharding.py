@@ -1,6 +1,6 @@
 """Sharding (the gem's 0.6 feature): which of a class's ``N`` streams a record goes to.
 
-A record's shard is :func:`shard_of` its primary key and its stream is
+A record's shard is [`shard_of`][aioredstream.shard_of] its primary key and its stream is
 ``<name>-<shard>``: the gem README's ``Digest::SHA1.hexdigest(id.to_s)[0, 4].to_i(16)
 % NUM_SHARDS`` and ``"products-#{shard}"``, so Ruby and Python agree on every id.
 """
@@ -25,7 +25,7 @@ def shard_of(key: object, shards: int) -> int:
     """The gem's shard of a primary key: SHA1 of ``key.to_s``, first 4 hex digits, mod ``shards``.
 
     ``key`` is an int, a str or a UUID (the texts Ruby's ``to_s`` gives alike);
-    anything else raises :class:`TypeError`, since its text would differ from Ruby's.
+    anything else raises `TypeError`, since its text would differ from Ruby's.
     ``shards`` is an int from 1 to 65536 (the 4 hex digits give 65536 values).
     """
     check_shards(shards, "shards")

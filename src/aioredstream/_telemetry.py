@@ -1,6 +1,6 @@
 """Where instrumentation plugs in: producer calls and worker batches, nothing finer.
 
-``current`` is ``None`` until an integration (:mod:`aioredstream.integrations.otel`)
+``current`` is ``None`` until an integration (`aioredstream.integrations.otel`)
 installs its hooks, and then the only cost of a producer call or a worker batch is
 one module attribute read and a no-op context manager. Hooks never run per message.
 """

@@ -1,7 +1,7 @@
 """Every argument check of the public API, so each rule lives in one place.
 
 Each check returns the value (converted where that is its job: seconds become a
-``float``) or raises :class:`~aioredstream.ArgumentError` naming the parameter and
+``float``) or raises `ArgumentError` naming the parameter and
 showing the bad value's ``repr``. ``bool`` is an ``int`` subclass, but ``True``
 is never a count or a duration here: booleans are refused wherever a number is meant.
 
@@ -95,7 +95,7 @@ def check_name(value: object, name: str = "stream name") -> str:
     """``value`` if it is a usable stream, consumer or namespace name.
 
     Names are checked once, where they enter, so that two different (stream,
-    consumer) pairs can never map to the same key (see :mod:`aioredstream._keys`).
+    consumer) pairs can never map to the same key (see `aioredstream._keys`).
     """
     if not isinstance(value, str):
         raise ArgumentError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
@@ -142,13 +142,13 @@ def check_id(value: object, name: str = "id") -> str:
 
 
 def check_ids_bytes(values: Iterable[object], name: str) -> list[bytes]:
-    """:func:`check_id` of every value, as ``bytes`` (the producer sends ids as they came);
+    """`check_id` of every value, as ``bytes`` (the producer sends ids as they came);
     an error names the position: ``name[3]``."""
     return [_id_bytes(value, name, index) for index, value in enumerate(values)]
 
 
 def check_id_bytes(value: object, name: str = "id") -> bytes:
-    """:func:`check_id` for the producer, which sends the id as it came, as ``bytes``."""
+    """`check_id` for the producer, which sends the id as it came, as ``bytes``."""
     return _id_bytes(value, name)
 
 

@@ -1,5 +1,5 @@
 """The ``aioredstream`` command (the console script's path; the code lives in
-:mod:`aioredstream.ops.cli`)."""
+`aioredstream.ops.cli`)."""
 
 from __future__ import annotations
 

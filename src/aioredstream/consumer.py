@@ -1,6 +1,6 @@
 """The consumer.
 
-The public path; the code lives in :mod:`aioredstream.workers.consumer`.
+The public path; the code lives in `aioredstream.workers.consumer`.
 """
 
 from __future__ import annotations

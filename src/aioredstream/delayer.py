@@ -1,6 +1,6 @@
 """The delayer.
 
-The public path; the code lives in :mod:`aioredstream.workers.delayer`.
+The public path; the code lives in `aioredstream.workers.delayer`.
 """
 
 from __future__ import annotations

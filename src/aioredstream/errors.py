@@ -1,6 +1,6 @@
 """Every error aioredstream raises.
 
-The tree::
+The tree:
 
     RedstreamError
     ├── RecordError          a record cannot be streamed (no stream name, no payload method)
@@ -22,14 +22,17 @@ Cancellation is never translated.
 Where it happened is in attributes as well as in the message, so a caller can
 retry one record or log the node without parsing text:
 
-- :class:`ServerError`, :class:`ReplicationError` and :class:`TopologyError` carry
+- [`ServerError`][aioredstream.errors.ServerError],
+  [`ReplicationError`][aioredstream.errors.ReplicationError] and
+  [`TopologyError`][aioredstream.errors.TopologyError] carry
   ``command`` (the command the server answered, e.g. ``"XADD"``, ``"WAIT"``;
   ``None`` when it is not known, e.g. a redis-py call), ``index`` (the position
   in the call of the record whose command failed, ``None`` when it is not one
   record's) and ``node`` (the server, ``"host:port"``; ``None`` when it is not
   known). ``str(exc)`` reads ``XADD (record at index 2) on 127.0.0.1:6379:
   WRONGTYPE ...``.
-- :class:`RecordError` and :class:`PayloadError` carry ``index`` and
+- [`RecordError`][aioredstream.errors.RecordError] and
+  [`PayloadError`][aioredstream.errors.PayloadError] carry ``index`` and
   ``record_type``; ``str(exc)`` reads ``record at index 2 of type app.User: ...``.
 """
 
@@ -100,7 +103,7 @@ class MessageError(RedstreamError, ValueError):
     """A stream entry has no ``payload`` field, or its payload is not UTF-8 JSON.
 
     Workers never hand such entries to a handler: they log them and move past
-    them (see :class:`aioredstream.Consumer`). ``message_id`` names the entry.
+    them (see [`Consumer`][aioredstream.Consumer]). ``message_id`` names the entry.
     """
 
     def __init__(self, message: str, *, message_id: str) -> None:
@@ -183,7 +186,8 @@ class TopologyError(_Located, ServerConnectionError):
     refreshes its view (the cluster's slot map, Sentinel's primary) before its next
     call, so retrying the whole call is safe and writes at most duplicates.
 
-    ``command``, ``index`` and ``node`` are as for :class:`ServerError`: the
+    ``command``, ``index`` and ``node`` are as for
+    [`ServerError`][aioredstream.errors.ServerError]: the
     refused command (``"XADD"``), the record's position in the call and the node
     that answered; for a slot that no node serves in the client's slot map,
     ``node`` is ``None``.

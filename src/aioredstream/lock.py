@@ -1,6 +1,6 @@
 """The worker lock.
 
-The public path; the code lives in :mod:`aioredstream.workers.lock`.
+The public path; the code lives in `aioredstream.workers.lock`.
 """
 
 from __future__ import annotations

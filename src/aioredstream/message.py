@@ -1,6 +1,6 @@
 """A message read from a stream.
 
-The public path; the code lives in :mod:`aioredstream.workers.message`.
+The public path; the code lives in `aioredstream.workers.message`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Producer:
 
     ``client`` may also be a ``redis.asyncio.cluster.RedisCluster`` (writes are
     grouped per node, WAIT runs per node) or a Sentinel's ``master_for()`` client.
-    ``hash_tags`` picks the key layout (see :mod:`aioredstream._keys`): ``None``
+    ``hash_tags`` picks the key layout (see `aioredstream._keys`): ``None``
     means hash tags on a cluster, the Ruby layout elsewhere.
     """
 
@@ -140,7 +140,8 @@ class Producer:
     async def delay(self, record: Any) -> str:
         """Write a delay message for ``record``; return its id. Waits if ``wait`` is set.
 
-        Concurrent calls on one producer share pipelines (see ``send/coalesce.py``).
+        Concurrent calls on one producer share pipelines (auto-pipelining): thousands of
+        them need no more than two connections.
         """
         target, arg = self._prepare_one(record)
         if _telemetry.current is None and self._waitaof_checked:

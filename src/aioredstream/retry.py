@@ -1,6 +1,6 @@
 """Retry policies for the consumer.
 
-The public path; the code lives in :mod:`aioredstream.workers.retry`.
+The public path; the code lives in `aioredstream.workers.retry`.
 """
 
 from __future__ import annotations

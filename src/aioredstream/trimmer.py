@@ -1,6 +1,6 @@
 """The trimmer.
 
-The public path; the code lives in :mod:`aioredstream.workers.trimmer`.
+The public path; the code lives in `aioredstream.workers.trimmer`.
 """
 
 from __future__ import annotations

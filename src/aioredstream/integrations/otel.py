@@ -1,7 +1,7 @@
 """OpenTelemetry spans and metrics for producer calls and worker batches (extra ``otel``).
 
-Call :func:`instrument` once at start-up, after configuring your tracer and meter
-providers (or pass them). From then on:
+Call [`instrument`][aioredstream.integrations.otel.instrument] once at start-up,
+after configuring your tracer and meter providers (or pass them). From then on:
 
 - every producer call is a ``PRODUCER`` span: ``delay``, ``queue``, ``bulk_delay``,
   ``bulk_queue``, and ``bulk`` with its two halves (``bulk_delay``, ``bulk_queue``) as
@@ -26,7 +26,8 @@ providers (or pass them). From then on:
   ``aioredstream.delayer.replays`` (messages the delayer copied) and
   ``aioredstream.errors`` (counter, by operation and ``error.type``).
 
-Nothing is measured per message, and without :func:`instrument` the library runs no
+Nothing is measured per message, and without
+[`instrument`][aioredstream.integrations.otel.instrument] the library runs no
 OpenTelemetry code at all. Only ``opentelemetry-api`` is needed at run time.
 """
 
@@ -51,7 +52,7 @@ _OPERATION_TYPES = {"consume": "process", "delay": "process", "trim": "settle"}
 
 
 class _Span:
-    """The :class:`aioredstream._telemetry.Batch` handed to the instrumented code."""
+    """The `Batch` handed to the instrumented code."""
 
     __slots__ = ("count", "span")
 

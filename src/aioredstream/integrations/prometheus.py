@@ -82,7 +82,7 @@ def _offset_age_s(consumer: ConsumerStatus, now_ms: int) -> float | None:
 
 
 class StatusCollector(Collector):
-    """A collector that reads a fresh :class:`Status` from ``load()`` on each scrape.
+    """A collector that reads a fresh [`Status`][aioredstream.Status] from ``load()`` per scrape.
 
     Scrapes arrive on the HTTP server's thread; ``load`` runs there, so it must not
     use an event loop of another thread (build the client inside it).

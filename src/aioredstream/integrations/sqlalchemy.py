@@ -20,7 +20,7 @@ is done. That is how SQLAlchemy itself awaits the database driver, so the produc
 runs on the session's own event loop, other tasks run meanwhile, and the delay
 write completes before SQLAlchemy goes on to ``COMMIT``. A plain (sync)
 ``Session`` has no such greenlet: flushing tracked instances in one raises
-:class:`~aioredstream.UnsupportedError`.
+`UnsupportedError`.
 
 Semantics inside one transaction:
 
@@ -34,17 +34,17 @@ Semantics inside one transaction:
   events: wrap them in ``async with producer.bulk(records)`` (see the README).
 
 One tracker per target: a second ``track()`` on the same maker, session or session
-class raises :class:`~aioredstream.ArgumentError` until the first tracker's
-:meth:`Tracker.remove` ran (stacked listeners would write every message twice; an
+class raises `ArgumentError` until the first tracker's
+`Tracker.remove` ran (stacked listeners would write every message twice; an
 application that builds its app again in one process, as tests do, must call
 ``remove()`` on shutdown, as ``examples/fastapi_app.py``'s lifespan does). Targets
 that overlap (``sessions=None`` and a maker) are not detected: track each once.
 
-Streams: a model's stream is its ``__tablename__`` (see :class:`aioredstream.Model`),
+Streams: a model's stream is its ``__tablename__`` (see `Model`),
 so ``class BlogPost(Model, Base): __tablename__ = "posts"`` writes to ``posts``, as
 the Rails model of that table does. Payloads are built at flush time; one that reads
 an attribute the commit expired (``expire_on_commit=True``) fails with a
-:class:`~aioredstream.PayloadError` that says so.
+`PayloadError` that says so.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ class _SessionState:
 
 
 class Tracker:
-    """The listeners :func:`track` installed; :meth:`remove` uninstalls them."""
+    """The listeners [`track`][aioredstream.integrations.sqlalchemy.track] installed;
+    [`remove`][aioredstream.integrations.sqlalchemy.Tracker.remove] uninstalls them."""
 
     def __init__(self, producer: Producer, models: tuple[type, ...], target: Any) -> None:
         self.producer = producer
@@ -300,7 +301,7 @@ def track(
     """Write delay messages on flush and queue messages after commit for ``models``.
 
     ``models`` are mapped classes (subclasses included) whose stream and payload the
-    producer knows: they mix in :class:`aioredstream.Model` or are registered in the
+    producer knows: they mix in [`Model`][aioredstream.Model] or are registered in the
     producer's registry. ``sessions`` selects the sessions that produce:
 
     - an ``async_sessionmaker``: its sessions (it gets a ``Session`` subclass of its
@@ -309,8 +310,10 @@ def track(
     - a ``Session`` subclass or a ``sessionmaker``: every session of that class;
     - ``None``: every session in the process.
 
-    A target already tracked raises :class:`~aioredstream.ArgumentError` until its
-    tracker's :meth:`Tracker.remove` (one tracker per target).
+    A target already tracked raises [`ArgumentError`][aioredstream.errors.ArgumentError]
+    until its tracker's
+    [`Tracker.remove`][aioredstream.integrations.sqlalchemy.Tracker.remove] (one tracker
+    per target).
     """
     model_list = _check_models(producer, models)
     claim = Session if sessions is None else sessions

@@ -1,5 +1,5 @@
 """What operators run: status, its table, the runner of workers, and the CLI.
 
-Import ``status``/``run_workers`` from :mod:`aioredstream`; the console script is
+Import ``status``/``run_workers`` from `aioredstream`; the console script is
 ``aioredstream`` (``aioredstream.cli:main``). This package is the inside.
 """

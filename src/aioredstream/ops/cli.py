@@ -17,8 +17,8 @@ server errors are logged and retried (the worker's backoff), not fatal.
 
 Each subcommand is one ``add_<name>(subparsers)`` function (in ``_cli_inspect`` or
 ``_cli_workers``, sharing ``_cli_common``), listed in ``_COMMANDS``, that
-registers its arguments and an async ``run(args)``; :func:`main` parses, runs, and
-turns every :class:`~aioredstream.RedstreamError` into one line on stderr and exit
+registers its arguments and an async ``run(args)``; `main` parses, runs, and
+turns every [`RedstreamError`][aioredstream.errors.RedstreamError] into one line on stderr and exit
 status 1 (argparse's usage errors exit with 2).
 """
 

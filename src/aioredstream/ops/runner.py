@@ -1,4 +1,4 @@
-"""Running workers until a signal (:func:`run_workers`), and what the CLI's worker commands
+"""Running workers until a signal (`run_workers`), and what the CLI's worker commands
 share: handler import and logging."""
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def log_to_stderr(level: str) -> Iterator[None]:
         root.setLevel(old_level)
 
 
-#: what :func:`run_workers` runs: a delayer or trimmer, a (consumer, handler) pair, or
+#: what `run_workers` runs: a delayer or trimmer, a (consumer, handler) pair, or
 #: any coroutine function taking no arguments (``functools.partial(consumer.run, handler)``)
 Runnable: TypeAlias = (
     Delayer | Trimmer | tuple[Consumer, Handler] | Callable[[], Coroutine[Any, Any, object]]
@@ -130,7 +130,7 @@ async def run_workers(
 ) -> None:
     """Run ``workers`` side by side until one of ``signals`` arrives, then stop them all.
 
-    Each worker is a :class:`~aioredstream.Delayer`, a :class:`~aioredstream.Trimmer`,
+    Each worker is a [`Delayer`][aioredstream.Delayer], a [`Trimmer`][aioredstream.Trimmer],
     a ``(consumer, handler)`` pair, or a coroutine function taking no arguments.
     On a signal every worker is cancelled: it releases its lock (a standby takes over
     at once) and commits nothing its handler did not finish; then this returns. A
@@ -151,7 +151,7 @@ async def run_workers(
 
 
 async def run_until_signalled(work: Callable[[], Coroutine[Any, Any, object]], what: str) -> int:
-    """The CLI's worker commands: :func:`run_workers` with log lines naming ``what``."""
+    """The CLI's worker commands: `run_workers` with log lines naming ``what``."""
     logger.info("%s running; Ctrl-C or SIGTERM stops it", what)
     await run_workers(work)
     logger.info("%s stopped", what)

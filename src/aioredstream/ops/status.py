@@ -7,7 +7,7 @@ entry ids, so a skewed client clock does not matter.
 Keys of both layouts are found (the Ruby one and the hash-tagged one of a cluster:
 ``stream:{users}.delay`` is the stream ``users.delay``); on a ``RedisCluster``,
 SCAN runs on every primary. Shards (``users-0`` ... ``users-3``, at least two of
-them) are also summed up in a :class:`ShardGroup` named ``users``.
+them) are also summed up in a `ShardGroup` named ``users``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class ShardGroup:
 
 @dataclass
 class Status:
-    """What :func:`status` returns (``aioredstream status --json`` prints the same)."""
+    """What [`status`][aioredstream.status] returns (``aioredstream status --json`` prints it)."""
 
     namespace: str | None
     server_time_ms: int

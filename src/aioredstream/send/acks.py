@@ -16,8 +16,8 @@ class Acks:
     """What a producer's ``wait`` / ``wait_aof`` settings add behind its delay writes.
 
     ``tail`` goes on the connection that made the writes (WAIT only counts that
-    connection's writes); ``count`` is how many replies it adds; :meth:`check`
-    raises a fresh :class:`ReplicationError` when they fall short.
+    connection's writes); ``count`` is how many replies it adds; `check`
+    raises a fresh `ReplicationError` when they fall short.
     """
 
     __slots__ = ("count", "tail", "wait", "wait_aof", "wait_timeout")

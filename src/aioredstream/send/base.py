@@ -35,7 +35,7 @@ class Sender(Protocol):
         ...
 
     async def check_waitaof(self) -> None:
-        """Raise :class:`UnsupportedError` unless the server knows WAITAOF."""
+        """Raise `UnsupportedError` unless the server knows WAITAOF."""
         ...
 
 

@@ -1,8 +1,8 @@
-"""The sender for a Redis Cluster: per node, as :mod:`.node` is for one node.
+"""The sender for a Redis Cluster: per node, as `node` is for one node.
 
-Bulk calls go through :class:`~.routing.Router` (per-node groups, concurrent,
+Bulk calls go through `Router` (per-node groups, concurrent,
 redirects followed). Concurrent single calls go straight to the node that owns
-their slot, through that node's own :class:`~aioredstream.send.coalesce.Coalescer`:
+their slot, through that node's own `Coalescer`:
 one producer keeps at most two connections per node busy however many handlers
 call it, so a client built with defaults (100 connections per node) never runs
 out. A single call whose node answers with a redirect (or ``TRYAGAIN`` during a

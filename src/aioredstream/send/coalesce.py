@@ -1,14 +1,14 @@
 """Auto-pipelining: concurrent single calls share pipelines on a few connections.
 
-Each ``delay()`` / ``queue()`` call becomes a :class:`~.batch.Call` (its command's
+Each ``delay()`` / ``queue()`` call becomes a `Call` (its command's
 parts, how many replies they produce, a future) in one queue. Batching is natural:
 when no batch is in flight a call starts one at once (no timer, no added delay);
-while :data:`MAX_BATCHES` batches are in flight, new calls wait in the queue and all
+while `MAX_BATCHES` batches are in flight, new calls wait in the queue and all
 of them go in the next batch when one finishes. A batch takes its calls when its
 task first runs, not when it is started, so the calls that arrive in the same turn
 of the event loop share it.
 
-A batch is one short-lived task that sends its calls through :func:`wire.execute`
+A batch is one short-lived task that sends its calls through `wire.execute`
 on one pooled connection and ends; nothing outlives an idle period. Replies come
 back in order, so each call gets exactly its own replies. If any call in the batch
 is a delay write and the producer waits for replicas, one WAIT (and/or WAITAOF)
@@ -96,7 +96,7 @@ class Coalescer:
 
         ``split`` (a queue write with a delay deletion, by script) is the record's
         target: in a batch of several slices the call may go as a bare XADD plus a
-        shared XDEL of ``raw`` instead (see :mod:`.batch`). ``reload`` (for a script
+        shared XDEL of ``raw`` instead (see `batch`). ``reload`` (for a script
         call) loads the script: after a ``NOSCRIPT`` the call goes again behind it.
 
         The sender hands this coroutine to the producer as it is (no wrapper of its

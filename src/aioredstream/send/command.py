@@ -5,7 +5,7 @@ return normally from a command whose task was cancelled (5.x-7.x raise
 ``CancelledError``), and a worker that swallows its cancellation does not stop. So
 no command of this package goes through it. Each command here borrows a connection
 from the client's pool (on a cluster: from the node that owns the key's slot),
-writes RESP and reads its replies with :mod:`aioredstream.send.wire`, where a
+writes RESP and reads its replies with `aioredstream.send.wire`, where a
 cancellation is a plain asyncio one and any interruption closes the connection.
 
 Blocking commands (``XREAD BLOCK``, ``BRPOP``) read with the connection's own
@@ -14,8 +14,8 @@ timeout, whatever the client's socket timeout (redis-py 8 sets 5 s by default
 without recording it where ``from_url`` callers could see it).
 
 Replies are raw: bytes (whatever ``decode_responses`` says), ints, lists, or for
-RESP3 dicts. An error reply raises :class:`ServerError` naming the command and the
-node, or :class:`TopologyError` when the cluster moved.
+RESP3 dicts. An error reply raises `ServerError` naming the command and the
+node, or `TopologyError` when the cluster moved.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ async def pipeline(
 ) -> list[Any]:
     """Send ``commands`` on one connection (of ``key``'s node on a cluster); their raw replies.
 
-    The first error reply raises :class:`ServerError` / :class:`TopologyError` (once
+    The first error reply raises `ServerError` / `TopologyError` (once
     every reply was read). ``block_s`` is how long the last command may block on the
     server (``None``: forever).
     """
@@ -147,7 +147,7 @@ async def run(
     block_s: float | None = 0.0,
     node: ClusterNode | None = None,
 ) -> Any:
-    """One command; its raw reply, or :class:`ServerError` / :class:`TopologyError`.
+    """One command; its raw reply, or `ServerError` / `TopologyError`.
 
     It goes to ``node`` when given (a cluster's primaries, one by one), else to the
     node of ``key`` (any node when ``key`` is ``None``).

@@ -2,22 +2,22 @@
 
 A call's records are grouped by the node that owns their stream's slot (the
 client's slot map); each group is sent on one connection of that node through
-:func:`aioredstream.wire.execute`, so slicing, windowing, error translation and
+`aioredstream.send.wire.execute`, so slicing, windowing, error translation and
 the close-on-error rule are the single-node ones. The groups run concurrently.
 With ``wait``, each group ends in its own ``WAIT`` on the connection that made
 its writes, because WAIT only counts that connection's writes on that node.
 
-Hash tags (:class:`~aioredstream._keys.Keys` with ``hash_tags=True``) put a
+Hash tags (`Keys` with ``hash_tags=True``) put a
 stream and its delay stream in one slot, so ``XADD <stream>`` and
 ``XDEL <stream>.delay`` for one record always go to the same node.
 
 Redirects: a node that answers ``MOVED`` or ``ASK`` did not apply that command,
 so exactly the redirected commands are sent again, in call order, to the node the
 reply names (behind ``ASKING`` for ``ASK``), at most three times (then
-:class:`TopologyError`); the slot map is re-read before the next call. A redirect
+`TopologyError`); the slot map is re-read before the next call. A redirect
 therefore never writes anything twice.
-``TRYAGAIN``/``CLUSTERDOWN`` raise :class:`TopologyError`. A lost connection leaves
-that node's writes unknown: :class:`ServerConnectionError` naming the node, raised
+``TRYAGAIN``/``CLUSTERDOWN`` raise `TopologyError`. A lost connection leaves
+that node's writes unknown: `ServerConnectionError` naming the node, raised
 after every group has finished. Nothing else is retried inside the call: a retry of
 the whole call writes at most duplicates, which consumers tolerate by design, while
 returned ids always belong to their records (a call that raises returns none).
@@ -229,7 +229,7 @@ class _NodeClient:
 
 
 def as_node_client(node: ClusterNode) -> Redis:
-    """``node`` as a target of :func:`aioredstream.wire.execute` (its pool is all it uses)."""
+    """``node`` as a target of `aioredstream.send.wire.execute` (its pool is all it uses)."""
     return cast(Redis, _NodeClient(node))
 
 

@@ -1,7 +1,7 @@
 """Sending pre-packed commands on a ``redis.asyncio`` connection and reading the replies.
 
 This is the one place where aioredstream touches the socket and the one place
-where redis-py and socket errors become :mod:`aioredstream.errors`.
+where redis-py and socket errors become `aioredstream.errors`.
 
 A call borrows a connection from the client's own pool (so the user's URL, TLS,
 auth, db and timeouts apply), writes its commands as RESP bytes, and parses the
@@ -169,7 +169,7 @@ async def execute(
 async def exchange(
     client: Redis, data: bytes, count: int, *, what: str, last_read_extra_s: float | None = 0.0
 ) -> list[Any]:
-    """:func:`execute` for one chunk (a lone single call): its ``count`` replies.
+    """`execute` for one chunk (a lone single call): its ``count`` replies.
 
     The same connection handling and errors, with nothing per call beyond the write
     and the read.
@@ -219,7 +219,7 @@ async def _drop(conn: AbstractConnection) -> None:
     its protocol keeps (``ConnectionResetError`` after a server died) would be
     logged as "Future exception was never retrieved" when collected; a task
     waiting for the close retrieves it instead. A transport of a closed event loop
-    cannot be closed at all (see :class:`EventLoopError`); redis-py forgets it
+    cannot be closed at all (see `EventLoopError`); redis-py forgets it
     anyway, so the connection reconnects when it is used again.
     """
     writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)

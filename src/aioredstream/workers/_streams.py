@@ -31,7 +31,7 @@ Client: TypeAlias = Redis | RedisCluster
 def keys_for(client: Client, namespace: str | None, hash_tags: bool | None) -> Keys:
     """The key layout for ``client``, by the producer's rule: ``None`` = tags on a cluster only.
 
-    ``hash_tags=False`` on a cluster raises :class:`ArgumentError`: the delayer's
+    ``hash_tags=False`` on a cluster raises `ArgumentError`: the delayer's
     copy + delete + commit and the lock's key + wake-up list must share a slot.
     """
     return Keys(namespace, hash_tags=use_hash_tags(client, hash_tags))

@@ -37,11 +37,11 @@ class Consumer:
     stored under ``offset:<stream_name>:<name>``, as the gem stores it.
 
     ``block`` is how long one read waits for new entries and ``backoff`` how long
-    :meth:`run` sleeps after an error (seconds). ``retry`` (a :class:`~aioredstream.Retry`)
-    retries a batch whose handler raised with growing waits, holding the lock; after
-    its last attempt the batch is retried at the longest wait, or with
-    ``dead_letter=True`` its failing messages go to ``<stream_name>.dead`` (see
-    :mod:`aioredstream.retry`). ``client`` may be a ``RedisCluster``
+    [`run`][aioredstream.Consumer.run] sleeps after an error (seconds). ``retry`` (a
+    [`Retry`][aioredstream.Retry]) retries a batch whose handler raised with growing
+    waits, holding the lock; after its last attempt the batch is retried at the
+    longest wait, or with ``dead_letter=True`` its failing messages go to
+    ``<stream_name>.dead`` (see [`Retry`][aioredstream.Retry]). ``client`` may be a ``RedisCluster``
     (each command goes to the node of its key); ``hash_tags`` picks the key layout as
     for the producer: ``None`` means on for a cluster, off otherwise.
     """
@@ -279,7 +279,7 @@ def parse_xread(reply: Any) -> list[tuple[str, dict[str, str]]]:
 
 def batch_messages(rows: list[Any], stream_name: str) -> list[Message]:
     """Messages of raw ``[id, fields]`` rows, each payload decoded once; malformed entries
-    are logged and left out, as :func:`valid_messages` does."""
+    are logged and left out, as `valid_messages` does."""
     messages: list[Message] = []
     append = messages.append
     from_entry = Message.from_entry

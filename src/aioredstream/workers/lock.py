@@ -71,8 +71,9 @@ class Lock:
     """A named lock compatible with the gem's ``Redstream::Lock``.
 
     ``expiry`` and ``refresh`` are seconds (the gem's 5 and 3); the refresh must come
-    well before the expiry. Use :meth:`acquire` to run a body under the lock and
-    :meth:`wait` to block until a holder releases it. ``client`` may be a
+    well before the expiry. Use [`acquire`][aioredstream.Lock.acquire] to run a body
+    under the lock and [`wait`][aioredstream.Lock.wait] to block until a holder
+    releases it. ``client`` may be a
     ``RedisCluster``; ``hash_tags`` picks the key layout as for the producer.
     """
 
@@ -102,11 +103,11 @@ class Lock:
         self._expiry_ms = max(1, round(expiry * 1000))
         self._refresh_s = float(refresh)
         #: milliseconds the current holder's key has left (-1: no expiry), set when
-        #: :meth:`acquire` found the lock taken.
+        #: `acquire` found the lock taken.
         self.holder_ttl_ms: int | None = None
         #: the last release woke a standby: a ``run_once`` loop lets it have the next turn
         self.turn_given = False
-        #: how many times :meth:`acquire` took the lock: a holder's state (such as a
+        #: how many times `acquire` took the lock: a holder's state (such as a
         #: consumer's offset) is only valid within one take.
         self.takes = 0
         self._standing_by = False
@@ -212,10 +213,10 @@ class Lock:
             logger.warning("releasing lock %s timed out; it expires on its own", self.key)
 
     async def woke_a_standby(self) -> bool:
-        """After :meth:`release`: whether a standby blocked on the notify list took its
-        element (the server hands it to a blocked ``BRPOP`` before it runs our next
-        command), i.e. someone is about to try the lock. ``False`` if the server cannot
-        say: only the order of turns is at stake."""
+        """After [`release`][aioredstream.Lock.release]: whether a standby blocked on the
+        notify list took its element (the server hands it to a blocked ``BRPOP`` before
+        it runs our next command), i.e. someone is about to try the lock. ``False`` if
+        the server cannot say: only the order of turns is at stake."""
         try:
             length: Any = await _command.run(
                 self._client, "LLEN", self.notify_key, key=self.notify_key
@@ -226,7 +227,7 @@ class Lock:
         return int(length) == 0
 
     async def standby(self, max_wait: float = 5.0) -> None:
-        """After a failed :meth:`acquire`: wait for a release, or until the holder's key expires.
+        """After a failed [`acquire`][aioredstream.Lock.acquire]: wait for a release or expiry.
 
         A holder that vanished without releasing leaves a key that expires on its
         own, so a standby tries again by then rather than after the full ``max_wait``.

@@ -17,7 +17,7 @@ class Message:
     The payload is parsed when the message is built, so a ``Message`` always has
     one: an entry without a ``payload`` field, or whose payload is not UTF-8
     JSON (or holds an integer longer than Python's int max str digits limit, which
-    a Ruby producer can write), raises :class:`~aioredstream.MessageError` instead
+    a Ruby producer can write), raises [`MessageError`][aioredstream.errors.MessageError] instead
     (workers log such entries, with the reason, and move past them rather than hand
     them to a handler).
     """
@@ -59,8 +59,8 @@ class Message:
     def from_entry(cls, message_id: str, fields: Any) -> Message:
         """The message of one raw entry (``fields`` as the server sent them: a flat
         ``[field, value, ...]`` list of bytes, or a dict), without decoding its fields
-        to ``str`` unless :attr:`fields` is read; :class:`MessageError` as the
-        constructor raises it."""
+        to ``str`` unless `fields` is read;
+        [`MessageError`][aioredstream.errors.MessageError] as the constructor raises it."""
         if fields.__class__ is list and len(fields) == 2 and fields[0] == b"payload":
             value = fields[1]
             if value.__class__ is bytes:

@@ -27,7 +27,7 @@ class Trimmer:
     """Deletes the entries of ``stream_name`` up to the lowest offset of ``consumer_names``.
 
     Pass every consumer that reads the stream: one left out may lose entries it
-    has not read yet (:meth:`run` warns about offsets of consumers not listed). A
+    has not read yet ([`run`][aioredstream.Trimmer.run] warns about unlisted offsets). A
     listed consumer that has not committed yet holds trimming back, with a warning
     once per ``interval`` (the gem trims up to the others' offsets, so a consumer whose
     first batch failed found those entries gone). Runs under the lock
