@@ -78,9 +78,13 @@ async def test_a_server_restart_across_a_refresh_never_lets_two_holders_work_at_
         await anyio.to_thread.run_sync(server.start)  # same port, same AOF: the key survives
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(restart)
-        tg.start_soon(_standby, standby, bodies, end)
-        await holder.acquire(lambda: bodies.run("holder", end))
+
+        async def work() -> None:  # the standby starts once the holder has the lock
+            tg.start_soon(restart)
+            tg.start_soon(_standby, standby, bodies, end)
+            await bodies.run("holder", end)
+
+        await holder.acquire(work)
     holder_end = bodies.spans["holder"][1]
     if "standby" in bodies.spans:  # the holder lost the lock (else it kept it throughout)
         standby_start = bodies.spans["standby"][0]
