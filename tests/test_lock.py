@@ -144,6 +144,9 @@ def test_bad_lock_arguments_are_refused(client: Redis) -> None:
         Lock(client, "x", expiry=0)
     with pytest.raises(ArgumentError, match="refresh"):
         Lock(client, "x", expiry=1, refresh=2)
+    # the work stops at 0.9 s (the expiry less its 10 % margin): the refresh must come first
+    with pytest.raises(ArgumentError, match=r"refresh must be seconds < .* \(0\.9\), got 0\.95"):
+        Lock(client, "x", expiry=1, refresh=0.95)
 
 
 class Worker:

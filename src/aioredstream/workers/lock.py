@@ -254,7 +254,8 @@ class Lock:
     ) -> None:
         """Run ``script`` (made by :func:`fenced`) with the lock key and our token first.
 
-        Call it from the body of :meth:`acquire`. When the key no longer holds our
+        Call it from the body of :meth:`acquire`, where :attr:`fencing` is true (on a
+        cluster the keys would span slots). When the key no longer holds our
         token, nothing was written: the take ends as when a refresh finds the lock
         lost (the body is cancelled here, and :meth:`acquire` returns ``False``).
         """
