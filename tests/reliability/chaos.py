@@ -335,7 +335,8 @@ class Faults:
 async def sample_offsets(url: str, seen: Observed) -> None:
     """Read the offsets all the time; note any that moved backwards (until cancelled)."""
     last: dict[str, str] = {}
-    async with plain_client(url, retries=False) as admin:
+    admin = plain_client(url, retries=False)
+    try:
         while True:
             await anyio.sleep(0.03)
             try:
@@ -351,3 +352,6 @@ async def sample_offsets(url: str, seen: Observed) -> None:
                 if key in last and parse_id(value) < parse_id(last[key]):
                     seen.backwards.append((key, last[key], value))
                 last[key] = value
+    finally:
+        with anyio.CancelScope(shield=True):  # it ends by cancellation
+            await admin.aclose()
