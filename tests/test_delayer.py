@@ -45,7 +45,8 @@ async def test_a_crash_between_commit_and_queue_is_repaired_but_not_before_the_d
         tg.start_soon(delayer.run)
 
         async def repaired() -> bool:
-            return await stream_size(client, "users") == 1
+            # copied, then (a round trip later) deleted and committed
+            return await stream_size(client, "users") == 1 and await client.xlen(DELAY) == 0
 
         await eventually(repaired)
         tg.cancel_scope.cancel()

@@ -10,7 +10,7 @@ backfill checkpoint    ``[<ns>:]redstream:backfill:<stream>``
 =====================  ==============================================
 
 The backfill checkpoint is aioredstream's own (the gem has no backfill): a JSON
-string that :func:`aioredstream.integrations.sqlalchemy.backfill` writes after each
+string that `aioredstream.integrations.sqlalchemy.backfill` writes after each
 batch, so that a killed backfill can resume after the last row it queued.
 
 With ``hash_tags=True`` (required on a Redis Cluster) the name part is wrapped in

@@ -329,7 +329,7 @@ def reads_only_id(spec: StreamSpec, cls: type) -> bool:
 
 
 def _inherited(cls: type, name: str) -> bool:
-    """Whether ``cls`` has :class:`Model`'s own method ``name``, not an override."""
+    """Whether ``cls`` has `Model`'s own method ``name``, not an override."""
     return inspect.getattr_static(cls, name, None) is Model.__dict__[name]
 
 

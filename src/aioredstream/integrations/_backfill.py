@@ -1,11 +1,11 @@
 """Backfill: a queue message for every existing row of a table, for a new secondary store.
 
-:func:`backfill` walks a mapped class's table in primary-key order, one batch at a
+`backfill` walks a mapped class's table in primary-key order, one batch at a
 time, by keyset pagination (``WHERE key > last ORDER BY key LIMIT n``; a composite key
 is compared as a tuple; never ``OFFSET``, which reads every skipped row again), and
-writes one queue message per row with :meth:`~aioredstream.Producer.bulk_queue`. A
-row's message carries the payload :func:`~aioredstream.integrations.sqlalchemy.track`
-would give it (see :mod:`._backfill_plan` for how a batch is read).
+writes one queue message per row with `bulk_queue`. A
+row's message carries the payload `track`
+would give it (see `._backfill_plan` for how a batch is read).
 
 Each batch is read in a session of its own, closed before the next one: memory stays
 flat in the table's size (no identity map grows), and no read transaction stays open

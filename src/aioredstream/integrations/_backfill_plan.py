@@ -150,7 +150,7 @@ def make_plan(
     resume: object,
     stream: object,
 ) -> Plan:
-    """Check a backfill's arguments (:class:`~aioredstream.ArgumentError` naming the bad one)."""
+    """Check a backfill's arguments (`ArgumentError` naming the bad one)."""
     if not isinstance(producer, Producer):
         raise ArgumentError(f"producer must be an aioredstream.Producer, got {producer!r}")
     if not isinstance(sessions, async_sessionmaker):

@@ -2,7 +2,7 @@
 
 ``aioredstream backfill --model MODULE:CLASS --database-url URL [--batch-size N]
 [--resume] [--where SQL] [--stream NAME]`` runs
-:func:`aioredstream.integrations.sqlalchemy.backfill` with the model's stream and
+`aioredstream.integrations.sqlalchemy.backfill` with the model's stream and
 payload as the default registry knows them. SQLAlchemy is imported only here, when the
 command runs: the other commands work without the ``sqlalchemy`` extra.
 

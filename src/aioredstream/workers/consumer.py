@@ -17,7 +17,7 @@ from ..send import command as _command
 from . import _dead
 from ._loop import plural, run_forever, run_step_once
 from ._streams import Client, decode, keys_for
-from .lock import Lock, worker_lock_name
+from .lock import Lock, fenced, worker_lock_name
 from .message import Message, decode_fields
 from .retry import Retry
 
@@ -26,6 +26,10 @@ __all__ = ["Consumer", "Handler"]
 logger = logging.getLogger("aioredstream.consumer")
 
 Handler = Callable[[list[Message]], Awaitable[object]]
+
+# The offset moves only while the lock key holds our token (the keys and value are
+# the gem's): a holder that lost its lock cannot move it, not even backwards.
+_COMMIT = fenced("redis.call('set', KEYS[2], ARGV[2])")
 
 
 class Consumer:
@@ -133,7 +137,7 @@ class Consumer:
         if messages:
             await self._handle(handler, messages)
         last_id = decode(rows[-1][0])
-        await self.commit(last_id)
+        await self._commit_held(last_id)
         self._known = (take, last_id)
         if logger.isEnabledFor(logging.INFO):
             self._log_batch(len(rows), time.monotonic() - started)
@@ -212,7 +216,7 @@ class Consumer:
                 except Exception as exc:
                     failed = exc
                 else:
-                    await self.commit(part[-1].message_id)
+                    await self._commit_held(part[-1].message_id)
                     continue
             if len(part) == 1:
                 [message] = part
@@ -229,7 +233,7 @@ class Consumer:
                         "attempts": calls,
                     },
                 )
-                await self.commit(message.message_id)
+                await self._commit_held(message.message_id)
                 continue
             middle = len(part) // 2
             pending.appendleft((part[middle:], None, calls))
@@ -258,9 +262,22 @@ class Consumer:
 
     async def commit(self, message_id: str) -> None:
         """Store ``message_id`` (a stream id ``<ms>-<seq>``) as the offset: reading resumes
-        after it."""
+        after it.
+
+        This is a plain ``SET``, for use outside the lock (while no worker runs). The
+        consumer's own commits, under the lock, check the lock's token in the same
+        script (except on a cluster, where the two keys live in different slots).
+        """
         check_id(message_id, "message_id")
         await _command.run(self._client, "SET", self._offset_key, message_id, key=self._offset_key)
+
+    async def _commit_held(self, message_id: str) -> None:
+        """Commit from under the lock: only while it is ours (else the take ends here)."""
+        if not self.lock.fencing:
+            await self.commit(message_id)
+            return
+        what = f"commit {self._offset_key}"
+        await self.lock.run_fenced(_COMMIT, [self._offset_key], [message_id], what=what)
 
 
 def _rows(reply: Any) -> list[Any]:

@@ -21,6 +21,7 @@ from ..send import command as _command
 from ._loop import plural, run_forever, run_step_once
 from ._streams import Client, decode
 from .consumer import Consumer, valid_messages
+from .lock import fenced
 from .message import decode_fields
 
 __all__ = ["Delayer"]
@@ -28,6 +29,15 @@ __all__ = ["Delayer"]
 logger = logging.getLogger("aioredstream.delayer")
 
 Entry = tuple[str, dict[str, str]]
+
+# XDEL the delivered delay messages and commit, only while the delayer's lock is ours
+# (in slices: Lua's unpack has a limit).
+_DELIVERED = fenced("""
+for i = 3, #ARGV, 1000 do
+  redis.call('xdel', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('set', KEYS[3], ARGV[2])
+""")
 
 
 class Delayer:
@@ -148,6 +158,19 @@ class Delayer:
         with _telemetry.batch("delay", self.stream_name + DELAY_SUFFIX, len(entries)):
             return await self._copy(entries)
 
+    async def _delete_and_commit(self, ids: list[str], *, what: str) -> None:
+        lock = self.consumer.lock
+        if lock.fencing:
+            keys = [self._delay_key, self._offset_key]
+            await lock.run_fenced(_DELIVERED, keys, [ids[-1], *ids], what=what)
+            return
+        await _command.pipeline(
+            self._client,
+            [("XDEL", self._delay_key, *ids), ("SET", self._offset_key, ids[-1])],
+            key=self._delay_key,
+            what=what,
+        )
+
     async def _copy(self, entries: list[Entry]) -> int:
         messages = valid_messages(entries, self.stream_name + DELAY_SUFFIX)
         ids = [message_id for message_id, _ in entries]
@@ -158,12 +181,7 @@ class Delayer:
             await _command.pipeline(
                 self._client, copies, key=self._delay_key, what=f"{what} (XADD)"
             )
-        await _command.pipeline(
-            self._client,
-            [("XDEL", self._delay_key, *ids), ("SET", self._offset_key, ids[-1])],
-            key=self._delay_key,
-            what=f"{what} (XDEL, SET offset)",
-        )
+        await self._delete_and_commit(ids, what=f"{what} (XDEL, SET offset)")
         logger.info(
             "delayed %s on %s by %.1fs",
             *(plural(len(messages), "message"), self.stream_name, self.delay),
