@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Column, Table, select, tuple_
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapper, make_transient_to_detached
+from sqlalchemy.orm import Mapper, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -34,6 +34,7 @@ class Shape:
     first, then the polymorphic discriminator, then every other mapped column of the table."""
 
     def __init__(self, tracker: TrackerBase, mapper: Mapper[Any], table: Table) -> None:
+        configure_mappers()  # (a no-op once done) subclasses' attributes are set up
         self.mapper = mapper
         self.table = table
         self.keys: list[Column[Any]] = list(table.primary_key.columns)

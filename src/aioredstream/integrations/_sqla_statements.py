@@ -32,10 +32,12 @@ raises and the transaction level is marked failed: its COMMIT raises SQLAlchemy'
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Result
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import UpdateBase
@@ -59,10 +61,22 @@ def follow(tracker: TrackerBase, orm_execute_state: ORMExecuteState) -> Result[A
     if not isinstance(statement, UpdateBase) or _opted_out(st):
         return None
     shape = _shape(tracker, st, statement)
-    if shape is None or not shape.follows_anything:
+    if shape is None:
         return None
+    if not shape.follows_anything:
+        # e.g. update(Cat) where only Dog, of the same table, is tracked: run it here, so
+        # that the guard knows it was seen
+        return _seen(tracker.own_state(st.session), st)
     run = _Run(tracker, st, statement, shape)
     return run()
+
+
+def _seen(state: SessionState, st: ORMExecuteState) -> Result[Any]:
+    state.following = True
+    try:
+        return st.invoke_statement()
+    finally:
+        state.following = False
 
 
 def _opted_out(st: ORMExecuteState) -> bool:
@@ -165,12 +179,13 @@ class _Run:
     def _connection(self) -> Connection:
         return self.st.session.connection(bind_arguments=self.st.bind_arguments)
 
-    def _unsupported(self, what: str) -> UnsupportedError:
+    def _unsupported(self, what: str, *, ran: bool = False) -> UnsupportedError:
+        outcome = "roll the transaction back" if ran else "nothing ran"
         return UnsupportedError(
             f"aioredstream cannot follow {what} on the tracked table {self.shape.table.name!r} "
-            f"({self.st.session.get_bind(**self.st.bind_arguments).dialect.name}): nothing ran. "
-            "Pass execution_options(redstream=False) and write the messages yourself "
-            "(producer.bulk), or give the rows' keys (docs/sqlalchemy.md, Bulk statements)"
+            f"({self._dialect().name}): {outcome}. Pass execution_options(redstream=False) "
+            "and write the messages yourself (producer.bulk), or give the rows' keys "
+            "(docs/sqlalchemy.md, Bulk statements)"
         )
 
     # -- RETURNING ---------------------------------------------------------------------
@@ -182,20 +197,24 @@ class _Run:
             frozen = result.freeze()
             width = len(frozen.metadata.keys) - len(ours)
             rows = [row[width:] for row in frozen.data]
-            return frozen().columns(*range(width)), rows
-        if self.st.is_insert and not self.st.parameters:
+            returned = frozen().columns(*range(width))
+            if isinstance(result, CursorResult):  # a Core statement's result has a rowcount
+                setattr(returned, "rowcount", result.rowcount)  # noqa: B010
+            return returned, rows
+        if self.st.is_insert and not self.st.parameters and _values_insert(statement):
             # return_defaults() keeps inserted_primary_key working, as without RETURNING.
             keys = self.shape.keys
             result = self._invoke(statement.return_defaults(*keys, supplemental_cols=ours))
             cursor = _cursor_of(result)
             found = (cursor.returned_defaults_rows or []) if cursor is not None else []
-            rows = [tuple(row._mapping[c] for c in ours) for row in found]
-            if cursor is not None:
-                cursor.close()
-            return result, rows
+            if cursor is None or len(found) != cursor.rowcount:
+                raise self._unsupported("this INSERT (RETURNING gave no rows)", ran=True)
+            with contextlib.suppress(sa_exc.ResourceClosedError):
+                cursor.all()  # the rewound rows are ours: the application reads none
+            return result, [tuple(row._mapping[c] for c in ours) for row in found]
         result = self._invoke(statement.returning(*ours))
         cursor = _cursor_of(result)
-        return (cursor if cursor is not None else result), _drain(result, cursor)
+        return (cursor if cursor is not None else result), _drain(result)
 
     # -- keys in the parameters, or selected --------------------------------------------
 
@@ -210,7 +229,9 @@ class _Run:
         if cursor is not None:
             keys = [tuple(key) for key in cursor.inserted_primary_key_rows if key is not None]
         if not keys or len(keys) != cursor.rowcount or any(None in key for key in keys):  # type: ignore[union-attr]
-            raise self._unsupported("this INSERT (its keys are not known without RETURNING)")
+            raise self._unsupported(
+                "this INSERT (its keys are not known without RETURNING)", ran=True
+            )
         return result, select_by_keys(self._connection(), self.shape, keys)
 
     def _selected_before(self) -> tuple[Result[Any], Iterable[Row]]:
@@ -235,13 +256,17 @@ def _cursor_of(result: Result[Any]) -> CursorResult[Any] | None:
     return raw if isinstance(raw, CursorResult) else None
 
 
-def _drain(result: Result[Any], cursor: CursorResult[Any] | None) -> Iterator[Row]:
-    """The result's rows, a partition at a time; the cursor closed after the last (the
-    application's result then has no rows to read, as without RETURNING)."""
+def _drain(result: Result[Any]) -> Iterator[Row]:
+    """The result's rows, a partition at a time (the application's result then has no
+    rows left to read, as without RETURNING)."""
     for part in result.partitions(_PARTITION):
         yield from part
-    if cursor is not None:
-        cursor.close()
+
+
+def _values_insert(statement: UpdateBase) -> bool:
+    """An INSERT ... VALUES (not INSERT ... SELECT, for which return_defaults() adds no
+    RETURNING)."""
+    return getattr(statement, "select", None) is None
 
 
 def _param_sets(params: Any) -> list[Mapping[str, Any]]:
