@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import TextClause
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
 
 from ._sqla_state import OPT_OUT, SessionState
 

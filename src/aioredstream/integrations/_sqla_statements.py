@@ -32,12 +32,10 @@ raises and the transaction level is marked failed: its COMMIT raises SQLAlchemy'
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Result
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import UpdateBase
@@ -201,20 +199,28 @@ class _Run:
             if isinstance(result, CursorResult):  # a Core statement's result has a rowcount
                 setattr(returned, "rowcount", result.rowcount)  # noqa: B010
             return returned, rows
-        if self.st.is_insert and not self.st.parameters and _values_insert(statement):
-            # return_defaults() keeps inserted_primary_key working, as without RETURNING.
-            keys = self.shape.keys
-            result = self._invoke(statement.return_defaults(*keys, supplemental_cols=ours))
-            cursor = _cursor_of(result)
-            found = (cursor.returned_defaults_rows or []) if cursor is not None else []
-            if cursor is None or len(found) != cursor.rowcount:
-                raise self._unsupported("this INSERT (RETURNING gave no rows)", ran=True)
-            with contextlib.suppress(sa_exc.ResourceClosedError):
-                cursor.all()  # the rewound rows are ours: the application reads none
-            return result, [tuple(row._mapping[c] for c in ours) for row in found]
+        if not self.st.parameters and _defaults_return(statement, self.shape.table):
+            return self._returned_defaults()
         result = self._invoke(statement.returning(*ours))
         cursor = _cursor_of(result)
-        return (cursor if cursor is not None else result), _drain(result)
+        if cursor is None:
+            return result, _drain(result, None)
+        return cursor, _drain(result, cursor)
+
+    def _returned_defaults(self) -> tuple[Result[Any], Iterable[Row]]:
+        """RETURNING through ``return_defaults()``, as the ORM does for itself: the result
+        stays a row-less DML result, with the ``rowcount`` (the rows returned) and
+        ``inserted_primary_key`` it would have had without RETURNING."""
+        ours = self.shape.columns
+        defaults = self.statement.return_defaults(*self.shape.keys, supplemental_cols=ours)
+        result = self._invoke(defaults)
+        cursor = _cursor_of(result)
+        if cursor is None or not cursor.returns_rows:  # RETURNING was not rendered after all
+            raise self._unsupported("this statement (its RETURNING was vetoed)", ran=True)
+        found = cursor.returned_defaults_rows or []
+        cursor.all()  # the rows are rewound for us: the application reads none
+        _set_rowcount(cursor, len(found))
+        return result, [tuple(row._mapping[c] for c in ours) for row in found]
 
     # -- keys in the parameters, or selected --------------------------------------------
 
@@ -256,17 +262,33 @@ def _cursor_of(result: Result[Any]) -> CursorResult[Any] | None:
     return raw if isinstance(raw, CursorResult) else None
 
 
-def _drain(result: Result[Any]) -> Iterator[Row]:
+def _drain(result: Result[Any], cursor: CursorResult[Any] | None) -> Iterator[Row]:
     """The result's rows, a partition at a time (the application's result then has no
-    rows left to read, as without RETURNING)."""
+    rows left to read, as without RETURNING); then the cursor's rowcount made the number
+    of rows, as the statement without RETURNING would have said."""
+    count = 0
     for part in result.partitions(_PARTITION):
+        count += len(part)
         yield from part
+    if cursor is not None:
+        _set_rowcount(cursor, count)
 
 
-def _values_insert(statement: UpdateBase) -> bool:
-    """An INSERT ... VALUES (not INSERT ... SELECT, for which return_defaults() adds no
-    RETURNING)."""
-    return getattr(statement, "select", None) is None
+def _set_rowcount(cursor: CursorResult[Any], count: int) -> None:
+    # SQLAlchemy 2.0's aiosqlite reads the rowcount before RETURNING's rows are fetched
+    # (-1). CursorResult.rowcount is memoized there, so the context is asked and set.
+    context = cursor.context
+    if context.rowcount != count and hasattr(context, "_rowcount"):
+        context._rowcount = count
+
+
+def _defaults_return(statement: UpdateBase, table: Table) -> bool:
+    """Whether ``return_defaults()`` renders RETURNING for this single execution: not for
+    a table that vetoes implicit RETURNING, nor for INSERT ... SELECT or an upsert (SQLite
+    vetoes it there)."""
+    return table.implicit_returning and all(
+        getattr(statement, name, None) is None for name in ("select", "_post_values_clause")
+    )
 
 
 def _param_sets(params: Any) -> list[Mapping[str, Any]]:
