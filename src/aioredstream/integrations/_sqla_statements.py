@@ -32,6 +32,7 @@ raises and the transaction level is marked failed: its COMMIT raises SQLAlchemy'
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -218,9 +219,9 @@ class _Run:
         if cursor is None or not cursor.returns_rows:  # RETURNING was not rendered after all
             raise self._unsupported("this statement (its RETURNING was vetoed)", ran=True)
         found = cursor.returned_defaults_rows or []
-        cursor.all()  # the rows are rewound for us: the application reads none
+        deque(cursor, maxlen=0)  # the rows are rewound for us: the application reads none
         _set_rowcount(cursor, len(found))
-        return result, [tuple(row._mapping[c] for c in ours) for row in found]
+        return result, (tuple(row._mapping[c] for c in ours) for row in found)
 
     # -- keys in the parameters, or selected --------------------------------------------
 
