@@ -79,7 +79,8 @@ def track(
     models: Iterable[type],
     sessions: SessionTarget | None = None,
 ) -> Tracker:
-    """Write delay messages on flush and queue messages after commit for ``models``.
+    """Write delay messages on flush (and in ``session.execute()`` of a bulk INSERT,
+    UPDATE or DELETE) and queue messages after commit for ``models``.
 
     ``models`` are mapped classes (subclasses included) whose stream and payload the
     producer knows: they mix in :class:`aioredstream.Model` or are registered in the
