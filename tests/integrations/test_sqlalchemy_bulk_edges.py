@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import String, Table, delete, insert, select, text, update
+from sqlalchemy import String, Table, bindparam, delete, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,7 +112,14 @@ CASES = [
             ["id", "name"], select(Account.id + 100, Account.name).where(Account.id < 3)
         ),
     ),
+    _case(
+        "update with a bound parameter",
+        [4],
+        update(Account).where(Account.id == bindparam("which")).values(name="b"),
+        {"which": 4},
+    ),
     _case("Core update", [5], update(ACCOUNTS).where(ACCOUNTS.c.id == 5).values(name="c")),
+    _case("Core insert, one parameter set", [21], insert(ACCOUNTS), {"id": 21, "name": "p"}),
     _case("Core insert values", [20], insert(ACCOUNTS).values(id=20, name="c")),
     _case(
         "Core delete returning",

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Result
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import UpdateBase
@@ -95,8 +95,6 @@ def _shape(tracker: TrackerBase, st: ORMExecuteState, statement: UpdateBase) -> 
 
 def _mapper_of_table(tracker: TrackerBase, table: Table) -> Mapper[Any] | None:
     """The topmost mapper of a tracked model (or of its bases) that maps ``table``."""
-    from sqlalchemy import inspect
-
     for model in tracker.models:
         mapper: Mapper[Any] | None = inspect(model)
         top = None
@@ -144,11 +142,14 @@ class _Run:
         st = self.st
         params = st.parameters
         orm = st.bind_mapper is not None
-        many = isinstance(params, list | tuple)
-        if st.is_update and orm and params:
-            return self._by_keys(self.shape.keys_in(_param_sets(params), by_attribute=True))
+        many = isinstance(params, list | tuple)  # (the ORM's "bulk" strategies)
         if many and not st.is_insert:
-            raise self._unsupported("an executemany UPDATE or DELETE of a Core statement")
+            if not (st.is_update and orm):
+                raise self._unsupported("an UPDATE or DELETE with a list of parameter sets")
+            keys = self.shape.keys_in(_param_sets(params), by_attribute=True)
+            if not keys:
+                raise self._unsupported("a bulk UPDATE whose parameter sets lack the key")
+            return self._by_keys(keys)  # the ORM's bulk UPDATE by primary key
         if self._has_returning(self._dialect(), many=many):
             return self._returning()
         if st.is_insert:
@@ -200,7 +201,10 @@ class _Run:
             if isinstance(result, CursorResult):  # a Core statement's result has a rowcount
                 setattr(returned, "rowcount", result.rowcount)  # noqa: B010
             return returned, rows
-        if not self.st.parameters and _defaults_return(statement, self.shape.table):
+        # One execution (not the ORM's bulk INSERT, which ignores return_defaults()).
+        params, orm = self.st.parameters, self.st.bind_mapper is not None
+        single = not isinstance(params, list | tuple) and not (self.st.is_insert and orm and params)
+        if single and _defaults_return(statement, self.shape.table):
             return self._returned_defaults()
         result = self._invoke(statement.returning(*ours))
         cursor = _cursor_of(result)
