@@ -10,8 +10,9 @@ Run it (the tables are created at startup)::
   maker, wires them with ``track()``, and closes them all on shutdown.
 - Create, update and delete handlers only use the session: ``track()`` writes the
   delay message during the flush and the queue message after the commit.
-- The bulk endpoint runs an ``UPDATE ... WHERE`` statement, which per-object events
-  never see, inside ``producer.bulk()``; it gets the producer from a dependency.
+- The bulk endpoint runs one ``UPDATE ... WHERE ... RETURNING`` statement: ``track()``
+  follows it too (a delay message per changed row before the commit, the queue messages
+  after it), and the endpoint gets its own returned ids as usual.
 
 Configuration: ``REDIS_URL``, ``DATABASE_URL``, ``DATABASE_SCHEMA`` (PostgreSQL schema
 to use, optional), ``REDSTREAM_NAMESPACE`` (optional); or ``create_app(Settings(...))``.
@@ -28,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from sqlalchemy import String, select, update
+from sqlalchemy import String, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -40,8 +41,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aioredstream import Model, Producer
 from aioredstream.integrations.sqlalchemy import track
-
-BATCH_SIZE = 500
 
 
 class Base(DeclarativeBase):
@@ -106,18 +105,12 @@ def _out(product: Product) -> ProductOut:
     )
 
 
-def get_producer(request: Request) -> Producer:
-    producer: Producer = request.app.state.producer
-    return producer
-
-
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     async with sessions() as session:
         yield session
 
 
-ProducerDep = Annotated[Producer, Depends(get_producer)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
@@ -181,30 +174,13 @@ def _routes(app: FastAPI) -> None:
         return Response(status_code=204)
 
     @app.post("/products/deactivate")
-    async def deactivate_cheap(
-        below_cents: int, session: SessionDep, producer: ProducerDep
-    ) -> dict[str, Any]:
-        """Deactivate every active product cheaper than ``below_cents``, in batches."""
-        done: list[int] = []
-        while True:
-            # The updated rows leave the WHERE clause, so each batch starts afresh.
-            ids = list(
-                await session.scalars(
-                    select(Product.id)
-                    .where(Product.active.is_(True), Product.price_cents < below_cents)
-                    .order_by(Product.id)
-                    .limit(BATCH_SIZE)
-                )
-            )
-            if not ids:
-                return {"deactivated": done}
-            # Delay messages before the UPDATE; queue messages after the commit.
-            async with producer.bulk([Product(id=i) for i in ids]):
-                await session.execute(
-                    update(Product).where(Product.id.in_(ids)).values(active=False)
-                )
-                await session.commit()
-            done.extend(ids)
+    async def deactivate_cheap(below_cents: int, session: SessionDep) -> dict[str, Any]:
+        """Deactivate every active product cheaper than ``below_cents``: one statement."""
+        cheap = Product.active.is_(True), Product.price_cents < below_cents
+        statement = update(Product).where(*cheap).values(active=False).returning(Product.id)
+        done = sorted(await session.scalars(statement))
+        await session.commit()
+        return {"deactivated": done}
 
 
 async def _get(session: AsyncSession, product_id: int) -> Product:

@@ -150,7 +150,7 @@ async def test_sqlalchemy_page_service_produces_for_the_session_and_the_bulk_upd
     server: ServerProcess, client: Redis, tmp_path: Path
 ) -> None:
     _run(_code("fastapi-service", server.url) + _DRIVE_SERVICE, tmp_path)
-    # two inserts through track(), then both ids again through producer.bulk()
+    # two inserts through track(), then both ids again: track() followed the UPDATE
     assert await _lengths(
         client, "redstream:stream:products", "redstream:stream:products.delay"
     ) == [4, 0]

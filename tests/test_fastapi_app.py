@@ -49,7 +49,7 @@ async def test_failed_writes_queue_nothing(shop: httpx.AsyncClient, client: Redi
     assert await payloads(client, STREAM + ".delay") == []
 
 
-async def test_bulk_endpoint_uses_producer_bulk(shop: httpx.AsyncClient, client: Redis) -> None:
+async def test_bulk_endpoint_is_followed_by_track(shop: httpx.AsyncClient, client: Redis) -> None:
     prices = [100, 5000, 250, 499, 500, 20]
     for n, price in enumerate(prices):
         response = await shop.post("/products", json={"name": f"p{n}", "price_cents": price})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import Column, Integer, MetaData, Table, func, select, update
+from sqlalchemy import Column, Integer, MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
@@ -25,70 +25,13 @@ from aioredstream import (
 )
 from aioredstream.integrations.sqlalchemy import track
 
-from .helpers import decoded, entries
-from .sql import Account, AuditLog, BlogPost, Database, Note, Shop, registry
-
-Maker = async_sessionmaker[AsyncSession]
-
-
-async def payloads(client: Redis, stream: str) -> list[Any]:
-    return [payload for _, payload in await entries(client, f"redstream:stream:{stream}")]
-
-
-@pytest.fixture
-async def engine(database: Database) -> AsyncIterator[AsyncEngine]:
-    engine = database.engine()
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def producer(client: Redis) -> Producer:
-    return Producer(client, registry=registry())
-
-
-@asynccontextmanager
-async def tracked(
-    engine: AsyncEngine,
-    producer: Producer,
-    *models: type,
-    expire_on_commit: bool = True,
-) -> AsyncIterator[Maker]:
-    """A session maker on ``engine`` whose sessions ``producer`` tracks, untracked after
-    (``expire_on_commit`` defaults to SQLAlchemy's own default)."""
-    maker = async_sessionmaker(engine, expire_on_commit=expire_on_commit)
-    tracker = track(producer, models=list(models), sessions=maker)
-    try:
-        yield maker
-    finally:
-        tracker.remove()
-
-
-@pytest.fixture
-async def maker(engine: AsyncEngine, producer: Producer) -> AsyncIterator[Maker]:
-    async with tracked(engine, producer, Account, Note, expire_on_commit=False) as maker:
-        yield maker
-
-
-async def count_accounts(engine: AsyncEngine) -> int:
-    """Read through another connection: sees committed rows only."""
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(Account))).scalar_one())
-
+from ..sql import Account, AuditLog, BlogPost, Database, Note, Shop, registry
+from .tracking import Maker, Streams, count_accounts, payloads, streams, tracked
 
 # -- what tracked sessions write: each case runs sessions on a tracked maker, may check the
 # streams on the way, and returns every stream it expects afterwards ({} = no key at all)
 
-Streams = dict[str, list[Any]]
 Script = Callable[[Maker, Redis], Awaitable[Streams]]
-
-
-async def streams(client: Redis) -> Streams:
-    """Every key of the server, each a stream under ``redstream:stream:``, with its payloads."""
-    keys = sorted(decoded(key) for key in await client.keys("*"))
-    assert all(key.startswith("redstream:stream:") for key in keys), keys
-    names = [key.removeprefix("redstream:stream:") for key in keys]
-    return {name: await payloads(client, name) for name in names}
 
 
 async def flushed(session: AsyncSession, record: Account) -> Account:
@@ -449,39 +392,6 @@ async def test_queue_failure_after_commit_is_logged_and_the_commit_stands(
     assert await count_accounts(engine) == 2
     assert await payloads(client, "accounts.delay") == [{"id": 1}, {"id": 2}]
     assert "remain for the delayer" in caplog.text
-
-
-async def test_bulk_statement_with_producer_bulk(
-    maker: Maker, engine: AsyncEngine, client: Redis, producer: Producer
-) -> None:
-    async with maker.begin() as session:
-        session.add_all([Account(name=f"user{i}") for i in range(7)])
-    await client.flushall()
-
-    # README "Bulk statements", with Account for User.
-    async with maker() as session:
-        last_id = 0
-        while ids := list(
-            await session.scalars(
-                select(Account.id)
-                .where(Account.id > last_id, Account.name.like("user%"))
-                .order_by(Account.id)
-                .limit(3)
-            )
-        ):
-            async with producer.bulk([Account(id=i) for i in ids]):  # delay messages first
-                await session.execute(
-                    update(Account).where(Account.id.in_(ids)).values(name="renamed")
-                )
-                await session.commit()
-            # queue messages + delay deletions here, after the commit
-            last_id = ids[-1]
-
-    assert [p["id"] for p in await payloads(client, "accounts")] == list(range(1, 8))
-    assert await payloads(client, "accounts.delay") == []
-    async with engine.connect() as conn:
-        names = set((await conn.execute(select(Account.name))).scalars())
-    assert names == {"renamed"}
 
 
 async def test_sync_session_refuses_to_flush_tracked_instances(
