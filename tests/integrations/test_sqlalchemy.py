@@ -481,6 +481,27 @@ async def test_payload_errors_fail_the_flush_and_name_the_model(
     assert await client.keys("*") == []
 
 
+async def test_a_sharded_model_goes_to_the_shard_the_producer_picks(
+    engine: AsyncEngine, client: Redis
+) -> None:
+    from aioredstream import Registry, shard_of
+
+    sharded = Registry()
+    sharded.register(Account, name="accounts", shards=4)
+    producer = Producer(client, registry=sharded)
+    async with tracked(engine, producer, Account) as maker, maker() as session:
+        session.add_all([Account(name=f"a{i}") for i in range(8)])
+        await session.commit()
+    expected: dict[str, list[dict[str, int]]] = {}
+    for account_id in range(1, 9):
+        expected.setdefault(f"accounts-{shard_of(account_id, 4)}", []).append({"id": account_id})
+    assert len(expected) > 1  # the ids spread over several shards
+    for stream, messages in expected.items():
+        assert await payloads(client, stream) == messages
+        assert await payloads(client, f"{stream}.delay") == []
+    assert await client.exists("redstream:stream:accounts") == 0
+
+
 def test_a_model_with_a_table_names_its_stream_after_the_table() -> None:
     assert BlogPost.redstream_name() == "posts"  # not "blog_posts"
     assert Account.redstream_name() == "accounts"

@@ -116,7 +116,7 @@ class TrackerBase:
     def snapshot(self, instance: object) -> Snapshot:
         cls = type(instance)
         spec = self.producer.registry.resolve(cls)
-        stream = spec.stream_of(instance)  # per record, if its class names them so
+        stream = spec.stream_for(instance)  # its shard's, or its own if named per record
         snapshot_cls = self._snapshot_classes.get((cls, stream))
         if snapshot_cls is None:
             snapshot_cls = self._snapshot_classes[cls, stream] = _snapshot_class(cls, stream)
