@@ -9,7 +9,9 @@ import random
 from collections import Counter
 from typing import Any
 
+import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection
 
 from aioredstream import (
     Model,
@@ -211,9 +213,32 @@ async def test_a_lost_connection_fails_every_caller_of_its_batch(
     assert await in_use(client) == 0
 
 
-async def test_coalesced_calls_leave_no_reference_cycles(client: Redis) -> None:
+class _ErrorCaughtOnConnect(Connection):
+    """Catches an error while it connects and keeps it in a local, as redis-py 8.1 does
+    when a server refuses CLIENT SETINFO or MAINT_NOTIFICATIONS (Redis 7.0): the error's
+    traceback and this frame form a cycle, and on Python 3.12+ the frame links to the
+    frames of the task that opened the connection (a coalesced batch)."""
+
+    async def _connect(self) -> None:
+        await super()._connect()  # type: ignore[no-untyped-call]
+        try:
+            raise ValueError("refused")
+        except ValueError as exc:
+            refused = exc  # kept past the except block, as redis-py keeps its error
+        assert refused is not None
+
+
+@pytest.mark.parametrize(
+    "connection_class", [Connection, _ErrorCaughtOnConnect], ids=["plain", "error-on-connect"]
+)
+async def test_coalesced_calls_leave_no_reference_cycles(
+    server: ServerProcess, make_client: ClientFactory, connection_class: type[Connection]
+) -> None:
     """A batch's calls, futures and replies are freed when its callers are done, not
-    left to the garbage collector (whose collections cost a busy producer dearly)."""
+    left to the garbage collector (whose collections cost a busy producer dearly),
+    even when the batch's task opened a connection that left a cycle behind."""
+    client = make_client(server.url, connection_class=connection_class)
+    await client.flushall()
     producer = Producer(client)
     await producer.delay(User(0))  # the first call goes alone; the rest share batches
     gc.collect()
