@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # test processes (pytest-xdist): the tests mostly wait on servers, so more than the cores
 WORKERS ?= 4
 
-.PHONY: all test test-all test-compat test-pythons lint types unit demo bench docs clean
+.PHONY: all test test-all test-compat test-pythons lint types unit demo bench bench-pythons docs clean
 
 all: test
 
@@ -77,6 +77,10 @@ demo: $(STAMP)
 ## benchmarks against a server they start; writes benchmarks/results.{json,md,png}
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
+
+## the benchmarks on every Python test-pythons finds, into benchmarks/py3.X/
+bench-pythons: $(STAMP)
+	PYTHONS="$(PYTHONS)" VENV=$(VENV) .ci/pythons.sh --bench
 
 clean:
 	rm -rf $(VENV) .venv-py3.* .venv-redis-* .venv-compat site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

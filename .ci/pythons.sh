@@ -12,6 +12,8 @@
 #   --skip-main   leave out .venv's minor (`make test-all` has already run it, with the
 #                 slow tests and coverage)
 #   --list        only say which interpreter and venv each minor would use
+#   --bench       run the benchmarks (`make bench`) instead of the tests, writing
+#                 benchmarks/py3.X/results.{json,md,png} (`make bench-pythons`)
 #   $WORKERS      pytest-xdist processes per run (no coverage here)
 #   $VENV         the main venv (default .venv)
 set -uo pipefail
@@ -22,10 +24,12 @@ WORKERS=${WORKERS:-4}
 VENV=${VENV:-.venv}
 skip_main=false
 list=false
+bench=false
 for arg in "$@"; do
     case $arg in
         --skip-main) skip_main=true ;;
         --list) list=true ;;
+        --bench) bench=true ;;
         *) echo "pythons.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -124,7 +128,12 @@ for minor in $minors; do
     fi
     echo "== Python $minor: $("$venv/bin/python" -c 'import sys, redis; print(sys.version.split()[0], "redis-py", redis.__version__)')"
     start=$SECONDS
-    if "$venv/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS"; then
+    if $bench; then
+        run=(env "BENCH_OUT=benchmarks/py$minor" "$venv/bin/python" -m pytest benchmarks -q -p no:cacheprovider)
+    else
+        run=("$venv/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS")
+    fi
+    if "${run[@]}"; then
         summary+=("$minor: passed in $((SECONDS - start)) s ($venv)")
     else
         failed+=("$minor: tests failed ($venv)")
