@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # test processes (pytest-xdist): the tests mostly wait on servers, so more than the cores
 WORKERS ?= 4
 
-.PHONY: all test test-all test-compat lint types unit demo bench docs clean
+.PHONY: all test test-all test-compat test-pythons lint types unit demo bench bench-pythons docs clean
 
 all: test
 
@@ -34,26 +34,38 @@ unit: $(STAMP)
 ## lint, types, then the test suite (fast subset) against Redis 7 and the embedded Valkey
 test: lint types unit
 
-## the whole suite, slow fault and load tests included, the oldest redis-py, and the docs site
-## (what CI runs)
+## the whole suite, slow fault and load tests included, on every Python and the oldest and
+## a 7.x redis-py, and the docs site (what CI runs)
 test-all: PYTEST_ARGS += --run-slow
-test-all: test test-compat docs
+test-all: PYTHONS_FLAGS = --skip-main
+test-all: test test-pythons test-compat docs
 
-## the fast suite again on the oldest redis-py that pyproject.toml allows, in .venv-compat,
-## and the stop tests with their slow ones (a worker idle for 30 s)
-REDIS_FLOOR := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\)".*/\1/p' pyproject.toml)
-COMPAT_VENV ?= .venv-compat
-COMPAT_STAMP := $(COMPAT_VENV)/.installed-redis-$(REDIS_FLOOR)
-$(COMPAT_STAMP): pyproject.toml
-	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install -q -e . --group dev 'redis[hiredis]==$(REDIS_FLOOR)'
-	touch $(COMPAT_STAMP)
+## the fast suite on every CPython minor from 3.11 to the newest one here (pyenv or
+## python3.X on PATH), each in .venv-py3.X (.venv's own minor in .venv). PYTHONS, the
+## minors pyproject.toml claims, are required when CI=true: a missing one fails, named.
+PYTHONS ?= $(shell sed -n 's/^ *"Programming Language :: Python :: \(3\.[0-9]*\)",$$/\1/p' pyproject.toml)
+test-pythons: $(STAMP)
+	PYTHONS="$(PYTHONS)" WORKERS=$(WORKERS) VENV=$(VENV) .ci/pythons.sh $(PYTHONS_FLAGS)
 
-test-compat: $(COMPAT_STAMP)
-	$(COMPAT_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
-	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) $(COMPAT_ARGS)
-	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --run-slow tests/test_stop.py
+## the fast suite again on .venv's Python with other redis-py releases, each in
+## .venv-redis-X: the oldest that pyproject.toml allows and the last 7.x (.venv has the
+## newest); and the stop tests with their slow ones (a worker idle for 30 s)
+REDIS_FLOOR := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\)[,"].*/\1/p' pyproject.toml)
+REDIS_VERSIONS ?= $(REDIS_FLOOR) 7.4.1
+test-compat: $(addprefix test-redis-,$(REDIS_VERSIONS))
+
+.PRECIOUS: .venv-redis-%/.installed-dev
+
+.venv-redis-%/.installed-dev: pyproject.toml
+	test -x .venv-redis-$*/bin/python || $(PYTHON) -m venv .venv-redis-$*
+	.venv-redis-$*/bin/python -m pip install -q --upgrade pip
+	.venv-redis-$*/bin/python -m pip install -q -e . --group dev 'redis[hiredis]==$*'
+	touch $@
+
+test-redis-%: .venv-redis-%/.installed-dev
+	.venv-redis-$*/bin/python -c 'import redis; print("redis-py", redis.__version__)'
+	.venv-redis-$*/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) $(COMPAT_ARGS)
+	.venv-redis-$*/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --run-slow tests/test_stop.py
 
 ## the documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails,
 ## and so does a Sphinx role (:class:`X`) that reached a page as literal text
@@ -71,5 +83,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
 
+## the benchmarks on every Python test-pythons finds, into benchmarks/py3.X/
+bench-pythons: $(STAMP)
+	PYTHONS="$(PYTHONS)" VENV=$(VENV) .ci/pythons.sh --bench
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .venv-py3.* .venv-redis-* .venv-compat site .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

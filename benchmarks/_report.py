@@ -21,8 +21,9 @@ def markdown(runs: Runs) -> str:
     m = first["machine"]
     lines = [
         f"Measured {m['date']} on {m['cpus']} CPUs ({m['platform']}), Python {m['python']}, "
-        f"{m['server']}; one run per payload encoder ({', '.join(runs)}), best of "
-        f"{first['sizes']['rounds']} alternating rounds each.",
+        f"redis-py {m.get('redis_py', '?')}, {m['server']}{_factory(m)}; one run per payload "
+        f"encoder ({', '.join(runs)}), best of {first['sizes']['rounds']} alternating rounds "
+        "each.",
         "",
         "| ratio | " + " | ".join(runs) + " |",
         "|---|" + "---:|" * len(runs),
@@ -58,6 +59,11 @@ def _tables(run: dict[str, Any]) -> list[str]:
         lines += ["", "| bulk peak memory (1M records) | bytes/record |", "|---|---:|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in run["memory_bytes_per_record"].items()]
     return lines
+
+
+def _factory(machine: dict[str, Any]) -> str:
+    factory = machine.get("task_factory", "default")
+    return "" if factory == "default" else f", asyncio.{factory}_task_factory"
 
 
 def _number(value: float | str | None, spec: str = ",.0f") -> str:
@@ -109,6 +115,11 @@ def _chart(runs: Runs, path: Path) -> None:
     right.set_title(f"Handlers: throughput vs concurrency (payloads: {next(iter(runs))})")
     right.legend(fontsize=8)
     m = run["machine"]
-    fig.suptitle(f"{m['date']}, {m['cpus']} CPUs, Python {m['python']}, {m['server']}", fontsize=9)
+    fig.suptitle(
+        f"{m['date']}, {m['cpus']} CPUs, Python {m['python']}, redis-py {m.get('redis_py', '?')}, "
+        f"{m['server']}{_factory(m)}",
+        fontsize=9,
+    )
+    fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)

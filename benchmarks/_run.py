@@ -19,6 +19,7 @@ from benchmarks._suite import BenchUser, Results, Sizes
 
 
 async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -> Results:
+    _suite.set_task_factory()
     client = Redis.from_url(url)
     glide = await _suite.glide_client(url) if _suite.glide_installed() else None
     clients = Clients(client, url, glide)

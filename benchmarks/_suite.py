@@ -26,6 +26,7 @@ from typing import Any
 if os.environ.get("BENCH_ENCODER") == "json":
     sys.modules["orjson"] = None  # type: ignore[assignment]  # an ImportError from now on
 
+import redis
 from redis.asyncio import Redis
 
 from aioredstream import Model
@@ -57,6 +58,22 @@ payload = _make_payload()
 
 def payload_encoder() -> str:
     return ENCODER
+
+
+#: ``BENCH_TASK_FACTORY=eager``: the benchmark's event loop runs with
+#: ``asyncio.eager_task_factory`` (Python 3.12+), as an application may set it; the
+#: library never does
+TASK_FACTORY = os.environ.get("BENCH_TASK_FACTORY", "")
+
+
+def set_task_factory() -> None:
+    """Give the running loop the task factory ``BENCH_TASK_FACTORY`` names, if any."""
+    if not TASK_FACTORY:
+        return
+    factory = getattr(asyncio, f"{TASK_FACTORY}_task_factory", None)
+    if factory is None:
+        raise RuntimeError(f"BENCH_TASK_FACTORY={TASK_FACTORY}: no such factory here")
+    asyncio.get_running_loop().set_task_factory(factory)
 
 
 async def all_of(calls: Iterable[Awaitable[None]]) -> None:
@@ -154,6 +171,8 @@ async def machine_info(client: Redis) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
+        "redis_py": redis.__version__,
+        "task_factory": TASK_FACTORY or "default",
         "server": server,
         "payload_encoder": ENCODER,
         "platform": platform.platform(),

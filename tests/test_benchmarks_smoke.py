@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import redis
 from benchmarks import _otel
 from benchmarks._report import write
 from benchmarks._run import run_suite
@@ -32,6 +34,8 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
     write({"local": asdict(results)}, tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())["local"]
     assert data["machine"]["cpus"] >= 1
+    assert data["machine"]["python"] == platform.python_version()
+    assert data["machine"]["redis_py"] == redis.__version__
     assert set(data["ratios"]) >= {
         "bulk vs hand-written redis.asyncio",
         "bulk vs hand-written valkey-glide",
@@ -42,7 +46,9 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
     assert isinstance(data["concurrency"]["150"]["aioredstream, default client"], float)
     if shutil.which("redis-benchmark"):
         assert any(name.startswith("redis-benchmark") for name in data["bulk"])
-    assert "| aioredstream bulk |" in (tmp_path / "results.md").read_text()
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| aioredstream bulk |" in markdown
+    assert f"Python {platform.python_version()}, redis-py {redis.__version__}," in markdown
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 

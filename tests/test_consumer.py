@@ -305,11 +305,15 @@ async def test_run_reads_its_offset_once_per_lock_take_and_follows_its_own_commi
         return await get_offset()
 
     consumer.max_committed_id = counted  # type: ignore[method-assign]
+    rows: Any = await client.xrevrange(STREAM, count=1)
+    last = decoded(rows[0][0])
+
+    async def committed_all() -> bool:  # the handler's last batch, and its commit after it
+        return bool(await get_offset() == last)
+
     task = asyncio.create_task(consumer.run(handler))
-    await eventually(lambda: asyncio.sleep(0, bool(handler.ids) and handler.ids[-1] == 50))
+    await eventually(committed_all, "the consumer to commit the last entry")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert handler.ids[10:] == list(range(1, 51))  # the failed batch came again, then all
     assert gets == 2  # one GET per take of the lock: before the error and after it
-    rows: Any = await client.xrevrange(STREAM, count=1)
-    assert await get_offset() == decoded(rows[0][0])  # committed up to the last entry

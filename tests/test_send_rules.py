@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.crc import key_slot
@@ -89,6 +90,23 @@ async def test_moved_resends_exactly_the_redirected_records_to_the_named_node(
     assert len(cluster[7002].sent(b"XADD")) == 3  # nothing sent there twice
     # the redirect marked the slot map stale: it was read again before the re-send
     assert cluster.sent(b"CLUSTER") == maps_read + 1
+
+
+async def test_after_the_slot_map_is_read_again_every_connection_is_one_the_client_closes(
+    cluster: Cluster, cluster_producer: Producer
+) -> None:
+    """redis-py 7.x maps the slots to new node objects after a refresh, while aclose()
+    closes only the nodes it keeps in nodes_cache: connections opened on the others
+    would never be closed."""
+    client: Any = cluster_producer.client
+    await cluster_producer.bulk_delay([User(0)])  # the client has read the slot map
+    await client.nodes_manager.initialize()  # read again (as after a MOVED)
+    await cluster_producer.bulk_delay([User(1), Post(2)])
+    await cluster_producer.delay(User(3))
+    kept = {id(node) for node in client.nodes_manager.nodes_cache.values()}
+    slot_nodes = {id(n): n for nodes in client.nodes_manager.slots_cache.values() for n in nodes}
+    unkept = [n for i, n in slot_nodes.items() if i not in kept]
+    assert not [n.name for n in unkept if any(c.is_connected for c in n._connections)]
 
 
 async def test_after_a_migration_the_next_call_goes_straight_to_the_new_owner(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from aioredstream import Consumer, Delayer, Message, Producer, ServerConnectionE
 from ..conftest import ClientFactory
 from ..helpers import User, entries
 from .conftest import TLSServer, tls_kwargs
-from .tls import make_ca
+from .tls import Certs, make_ca
 
 
 async def _linked(client: Any) -> None:
@@ -67,3 +68,33 @@ async def test_a_wrong_ca_fails_with_a_clear_connection_error(
     with pytest.raises(ServerConnectionError, match=r"(?i)certificate verify failed") as info:
         await Producer(client).delay(User(1))
     assert info.value.__cause__ is not None
+
+
+def test_the_test_certificates_satisfy_a_strict_verifier(certs: Certs) -> None:
+    """Python 3.13's default context verifies with VERIFY_X509_STRICT: the test CA and
+    server certificate must pass it on every Python (a handshake in memory, no server)."""
+    client = ssl.create_default_context(cafile=str(certs.ca))
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(certs.cert), str(certs.key))
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client.wrap_bio(to_client, to_server, server_hostname="127.0.0.1")
+    tls_server = server.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(10):
+        done = 0
+        for side in (tls_client, tls_server):
+            try:
+                side.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        if done == 2:
+            break
+    else:
+        raise AssertionError("the in-memory handshake did not finish")
+    peer = tls_client.getpeercert()
+    assert peer is not None
+    assert peer["subjectAltName"] == (
+        ("IP Address", "127.0.0.1"),
+        ("DNS", "localhost"),
+    )

@@ -208,13 +208,21 @@ class Coalescer:
             self._start_batch()
 
     async def _run(self, batch: _Batch) -> None:
+        calls = self._take(batch)  # the list batch.calls
         try:
-            await self._send(self._take(batch))
+            await self._send(calls)
         finally:
             # Each call points at its batch (for _abandon): without this its calls,
             # their futures and replies would be a reference cycle left to the garbage
             # collector, whose collections then cost a third of a busy producer's time.
-            batch.calls = []
+            # Emptied in place, not rebound: on Python 3.12+ the frames of this task's
+            # stack can outlive it in a cycle of their own (redis-py 8.1 catches the
+            # errors of CLIENT SETINFO / MAINT_NOTIFICATIONS on an older server while
+            # this task opens a connection; each error's traceback holds its frame, and
+            # a frame now links to its callers', which keep the locals they returned
+            # with). Those frames name this list, so it must be empty; and _send keeps
+            # no call in a local of its own (_fail/_answer loop over the calls).
+            calls.clear()
 
     async def _send(self, calls: list[Call]) -> None:
         if not calls:
@@ -231,23 +239,35 @@ class Coalescer:
                 last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
             )
         except Exception as exc:
-            for call in calls:
-                if not call.future.done():
-                    fresh = copy.copy(exc)  # one exception object per caller
-                    fresh.__cause__ = exc.__cause__
-                    call.future.set_exception(fresh)
+            _fail(calls, exc)
             return
         except BaseException:
             # Cancelled from outside (the loop shutting down): nobody may hang on us.
-            for call in calls:
-                call.future.cancel()
+            _cancel(calls)
             raise
+        self._answer(calls, exchange.wait_results)
+
+    def _answer(self, calls: list[Call], wait_results: list[Any]) -> None:
+        acks = self._acks
         for call in calls:
             if call.future.done():
                 continue
             try:
-                acks.check(exchange.wait_results, self._client)
+                acks.check(wait_results, self._client)
             except Exception as exc:  # a fresh ReplicationError for each caller
                 call.future.set_exception(exc)
             else:
                 call.future.set_result(call.reply)
+
+
+def _fail(calls: list[Call], exc: Exception) -> None:
+    for call in calls:
+        if not call.future.done():
+            fresh = copy.copy(exc)  # one exception object per caller
+            fresh.__cause__ = exc.__cause__
+            call.future.set_exception(fresh)
+
+
+def _cancel(calls: list[Call]) -> None:
+    for call in calls:
+        call.future.cancel()

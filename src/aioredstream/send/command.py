@@ -32,7 +32,7 @@ from redis.exceptions import SlotNotCoveredError
 from .._failures import command_error
 from ..errors import ServerError, TopologyError
 from . import wire
-from .routing import as_node_client
+from .routing import as_node_client, slot_owner
 
 __all__ = ["Script", "pipeline", "run", "scan", "script"]
 
@@ -76,7 +76,7 @@ async def _target(client: Client, key: Arg | None, node: ClusterNode | None, com
         node = (
             client.get_default_node()
             if key is None
-            else client.nodes_manager.get_node_from_slot(client.keyslot(_arg(key)))
+            else slot_owner(client, client.keyslot(_arg(key)))
         )
     except SlotNotCoveredError as exc:
         _stale.add(client)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .._packing import Target
     from .acks import Acks
 
-__all__ = ["Call", "Router", "as_node_client"]
+__all__ = ["Call", "Router", "as_node_client", "slot_owner"]
 
 logger = logging.getLogger("aioredstream.cluster")
 
@@ -233,6 +233,21 @@ def as_node_client(node: ClusterNode) -> Redis:
     return cast(Redis, _NodeClient(node))
 
 
+def slot_owner(client: RedisCluster, slot: int) -> ClusterNode:
+    """The node that serves ``slot``, as the client's own object for that node.
+
+    redis-py 7.x refreshes its slot map with new ``ClusterNode`` objects yet keeps
+    the old ones in ``nodes_cache``, the only nodes ``aclose()`` closes (8.2 maps the
+    slots to the kept ones again): connections opened on the new objects would never
+    be closed. Looking the name up in ``nodes_cache`` keeps every connection in a
+    pool the client closes. Raises what ``get_node_from_slot`` raises.
+    """
+    manager = client.nodes_manager
+    node = manager.get_node_from_slot(slot)
+    kept: ClusterNode | None = manager.nodes_cache.get(node.name)
+    return node if kept is None else kept
+
+
 class Router:
     """Sends calls to the nodes that own their records' slots, following redirects."""
 
@@ -248,9 +263,8 @@ class Router:
                 self._stale = False
             await self.client.initialize()  # a no-op once the client knows the cluster
         self._known = True
-        manager = self.client.nodes_manager
         try:
-            return {slot: manager.get_node_from_slot(slot) for slot in set(slots)}
+            return {slot: slot_owner(self.client, slot) for slot in set(slots)}
         except (SlotNotCoveredError, KeyError) as exc:  # KeyError: a slot the map lacks
             self._stale = True
             words = f"no node serves slot {exc}" if isinstance(exc, KeyError) else exc
@@ -262,7 +276,7 @@ class Router:
         """The node of one slot: the slot map's answer at once while it is current."""
         if self._known and not self._stale:
             try:
-                return self.client.nodes_manager.get_node_from_slot(slot)
+                return slot_owner(self.client, slot)
             except (SlotNotCoveredError, KeyError):
                 pass  # the slow path marks the map stale and raises
         return (await self.owners((slot,), command))[slot]
