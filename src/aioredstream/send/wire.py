@@ -287,16 +287,9 @@ async def acquire(
     """
     task = asyncio.current_task()
     cancels = task.cancelling() if task is not None else 0
-    budget = asyncio.timeout(connect_timeout_s)
     try:
-        async with budget:
-            conn = await _borrow(pool)
+        conn = await _borrow(pool, what, connect_timeout_s)
     except Exception as exc:
-        if budget.expired():
-            raise ServerConnectionError(
-                f"{what}: no connection within connect_timeout_s={connect_timeout_s} "
-                "(the server is unreachable or restarting, or every pooled connection is busy)"
-            ) from exc
         translated = _translated(exc, what)
         if translated is None:
             raise
@@ -308,7 +301,23 @@ async def acquire(
     return conn
 
 
-async def _borrow(pool: Any) -> AbstractConnection:
+async def _borrow(pool: Any, what: str, timeout_s: float | None) -> AbstractConnection:
+    if timeout_s is None:  # no timer at all: it would cost every call
+        return await _checked(pool)
+    budget = asyncio.timeout(timeout_s)
+    try:
+        async with budget:
+            return await _checked(pool)
+    except Exception as exc:
+        if not budget.expired():
+            raise
+        raise ServerConnectionError(
+            f"{what}: no connection within connect_timeout_s={timeout_s} "
+            "(the server is unreachable or restarting, or every pooled connection is busy)"
+        ) from exc
+
+
+async def _checked(pool: Any) -> AbstractConnection:
     conn: AbstractConnection = await pool.get_connection()
     if _closed(conn):
         try:
