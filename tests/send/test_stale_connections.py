@@ -117,14 +117,6 @@ async def test_idle_connections_work_after_a_restart_with_aof(
     assert await stream_size(client, "users.delay") == 2 * CALLS  # the AOF kept the first
 
 
-@pytest.fixture
-def restartable_cluster(server_kind: str) -> Iterator[ClusterDeployment]:
-    """3 primaries without replicas (a restarted node stays the primary of its slots),
-    owned by the test."""
-    with ClusterDeployment(_binary(server_kind), kind=server_kind, replicas=0) as cluster:
-        yield cluster
-
-
 async def test_idle_cluster_connections_work_after_a_restart(
     restartable_cluster: ClusterDeployment,
 ) -> None:
