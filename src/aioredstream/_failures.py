@@ -8,13 +8,21 @@ command the server refused.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from .errors import RecordError, ReplicationError, ServerError, TopologyError
+from .errors import (
+    RecordError,
+    ReplicationError,
+    ServerError,
+    ServerUnavailableError,
+    TopologyError,
+)
 
-__all__ = ["cause", "command_error", "record_error"]
+__all__ = ["UNAVAILABLE", "cause", "command_error", "record_error"]
 
 R = TypeVar("R", bound=RecordError)
+# Error replies of a server that is up but not serving for now (see ServerUnavailableError).
+UNAVAILABLE = ("LOADING ", "BUSY ", "MASTERDOWN ")
 C = TypeVar("C", ServerError, TopologyError, ReplicationError)
 
 
@@ -49,7 +57,13 @@ def command_error(
     **extra: Any,
 ) -> C:
     """``error`` for ``command`` (named by ``what`` in the message when given: a label
-    such as ``XLEN <key>``), the record at ``index`` of the call, on ``node``."""
+    such as ``XLEN <key>``), the record at ``index`` of the call, on ``node``.
+
+    A `ServerError` whose ``detail`` is a ``LOADING``, ``BUSY`` or ``MASTERDOWN``
+    reply is a `ServerUnavailableError`: every error reply passes here.
+    """
+    if error is ServerError and detail.startswith(UNAVAILABLE):
+        error = cast("type[C]", ServerUnavailableError)
     where = what or command or "?"
     if index is not None:
         where += f" (record{_at(index)})"

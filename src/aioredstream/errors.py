@@ -11,18 +11,29 @@ The tree:
     ├── ReplicationError     WAIT / WAITAOF got fewer acknowledgements than required
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
     ├── ServerError          the server answered a command with an error reply
-    ├── ServerConnectionError the connection to the server failed or was lost mid-call
-    │   └── TopologyError    a cluster went down or kept redirecting, or a primary was demoted
+    │   └── ServerUnavailableError*  LOADING, BUSY or MASTERDOWN: not serving for now
+    ├── ServerConnectionError the server cannot be reached, or the connection was lost mid-call
+    │   ├── TopologyError    a cluster went down or kept redirecting, or a primary was demoted
+    │   └── ServerUnavailableError*
     └── ServerTimeoutError   the server did not answer within the client's socket timeout
 
+    * one class with both bases
+
+``except ServerConnectionError`` catches every "Redis is unavailable for now" error:
+lost connections, topology changes and a server that is loading its data, running a
+long script or cut off from its primary; ``except ServerError`` still catches every
+error reply, those included.
+
 Errors of redis-py and of the socket layer are translated at one boundary
-(``aioredstream.send.wire``) and chained, so ``exc.__cause__`` is the original.
+(``aioredstream.send.wire``) and chained, so ``exc.__cause__`` is the original; an
+error reply gets its class in one place (``aioredstream._failures``).
 Cancellation is never translated.
 
 Where it happened is in attributes as well as in the message, so a caller can
 retry one record or log the node without parsing text:
 
-- [`ServerError`][aioredstream.errors.ServerError],
+- [`ServerError`][aioredstream.errors.ServerError] (and
+  [`ServerUnavailableError`][aioredstream.errors.ServerUnavailableError]),
   [`ReplicationError`][aioredstream.errors.ReplicationError] and
   [`TopologyError`][aioredstream.errors.TopologyError] carry
   ``command`` (the command the server answered, e.g. ``"XADD"``, ``"WAIT"``;
@@ -49,6 +60,7 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "ServerUnavailableError",
     "TopologyError",
     "UnsupportedError",
 ]
@@ -170,7 +182,8 @@ class ServerError(_Located, RedstreamError):
 
 
 class ServerConnectionError(RedstreamError, ConnectionError):
-    """The connection failed or was lost; replies of the call may be missing.
+    """The connection failed or was lost, or none was had within the producer's
+    ``connect_timeout_s``; replies of the call may be missing.
 
     Writes sent before the failure may or may not have been applied: under
     at-least-once delivery, retrying the call is safe.
@@ -196,3 +209,17 @@ class TopologyError(_Located, ServerConnectionError):
 
 class ServerTimeoutError(RedstreamError, TimeoutError):
     """The server did not answer within the client's ``socket_timeout``."""
+
+
+class ServerUnavailableError(ServerError, ServerConnectionError):
+    """The server is up but not serving commands for now, and refused the command.
+
+    Its reply was ``LOADING`` (it is loading its data set after a restart), ``BUSY``
+    (a script or function runs past ``busy-reply-threshold``) or ``MASTERDOWN`` (a
+    replica with ``replica-serve-stale-data no`` lost its primary). The refused
+    command was not applied; others of the call may have been, so retrying the call
+    later is safe. Workers log it and retry after their backoff.
+
+    Both a `ServerError` (``command``, ``index`` and ``node`` as there) and a
+    `ServerConnectionError`, so handlers of either catch it.
+    """

@@ -21,7 +21,12 @@ from .send.base import Sender
 from .send.cluster import ClusterSender
 from .send.node import NodeSender
 
-__all__ = ["Producer"]
+__all__ = ["CONNECT_TIMEOUT_S", "Producer"]
+
+#: How long a producer call waits for a connection by default (``connect_timeout_s``):
+#: long enough for a restarted server to be back, short enough that a ``track()``
+#: flush does not hold its database transaction through an outage (docs/guarantees.md).
+CONNECT_TIMEOUT_S = 2.0
 
 
 class Producer:
@@ -36,6 +41,13 @@ class Producer:
 
     ``client`` may also be a ``redis.asyncio.cluster.RedisCluster`` (writes are
     grouped per node, WAIT runs per node) or a Sentinel's ``master_for()`` client.
+
+    ``connect_timeout_s`` is the longest a call waits for a connection before it sends
+    anything: a free one from the pool, connecting, reconnecting after a restart,
+    redis-py's connect retries (and on a cluster, re-reading the slot map). Past it the
+    call raises [`ServerConnectionError`][aioredstream.errors.ServerConnectionError] having written
+    nothing. ``None`` leaves the wait to the client's ``retry`` and
+    ``socket_connect_timeout`` (redis-py 8's defaults ride out about 5 s).
     ``hash_tags`` picks the key layout (see `aioredstream._keys`): ``None``
     means hash tags on a cluster, the Ruby layout elsewhere.
     """
@@ -51,6 +63,7 @@ class Producer:
         wait_aof: tuple[int, int] | None = None,
         slice_size: int = 250,
         registry: Registry | None = None,
+        connect_timeout_s: float | None = CONNECT_TIMEOUT_S,
     ) -> None:
         wait = 0 if wait is False else check_count(wait, "wait", least=0)
         wait_timeout = check_seconds(wait_timeout, "wait_timeout")
@@ -62,6 +75,8 @@ class Producer:
             check_count(wait_aof[0], "wait_aof numlocal", least=0)
             check_count(wait_aof[1], "wait_aof numreplicas", least=0)
         check_count(slice_size, "slice_size")
+        if connect_timeout_s is not None:
+            connect_timeout_s = check_seconds(connect_timeout_s, "connect_timeout_s", positive=True)
         self.client = client
         # use_hash_tags also refuses a client that is not an asyncio Redis/RedisCluster
         self.keys = Keys(namespace, hash_tags=_cluster.use_hash_tags(client, hash_tags))
@@ -70,6 +85,7 @@ class Producer:
         self.wait_timeout = wait_timeout
         self.wait_aof = wait_aof
         self.slice_size = slice_size
+        self.connect_timeout_s = connect_timeout_s
         self.registry = registry or default_registry
         self._targets: dict[type, Target] = {}  # one stream per class: the hot path
         # classes whose records pick their stream: sharded, or named per record
@@ -80,16 +96,17 @@ class Producer:
         # one sender per topology (send/): per node on a cluster, the wire and the
         # coalescer on one node or a Sentinel's primary
         self._sender: Sender = (
-            ClusterSender(client, acks, slice_size)
+            ClusterSender(client, acks, slice_size, connect_timeout_s)
             if isinstance(client, RedisCluster)
-            else NodeSender(client, acks, slice_size)
+            else NodeSender(client, acks, slice_size, connect_timeout_s)
         )
 
     def __repr__(self) -> str:
         return (
             f"Producer(namespace={self.namespace!r}, hash_tags={self.keys.hash_tags}, "
             f"wait={self.wait}, "
-            f"wait_timeout={self.wait_timeout}, wait_aof={self.wait_aof})"
+            f"wait_timeout={self.wait_timeout}, wait_aof={self.wait_aof}, "
+            f"connect_timeout_s={self.connect_timeout_s})"
         )
 
     # -- records -> bytes -----------------------------------------------------------

@@ -37,8 +37,14 @@ _REROUTE = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
 class ClusterSender(Router):
     """Bulk calls per node group; single calls through a coalescer per node."""
 
-    def __init__(self, client: RedisCluster, acks: Acks, slice_size: int) -> None:
-        super().__init__(client)
+    def __init__(
+        self,
+        client: RedisCluster,
+        acks: Acks,
+        slice_size: int,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        super().__init__(client, connect_timeout_s)
         self.acks = acks
         self.slice_size = slice_size
         self._coalescers: dict[str, tuple[ClusterNode, Coalescer]] = {}
@@ -139,7 +145,12 @@ class ClusterSender(Router):
         if entry is None or entry[0] is not node:  # a new node object after a refresh
             entry = self._coalescers[node.name] = (
                 node,
-                Coalescer(as_node_client(node), acks=self.acks, slice_size=self.slice_size),
+                Coalescer(
+                    as_node_client(node),
+                    acks=self.acks,
+                    slice_size=self.slice_size,
+                    connect_timeout_s=self.connect_timeout_s,
+                ),
             )
         return entry
 

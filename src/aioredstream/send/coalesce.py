@@ -69,9 +69,17 @@ class _Batch:
 class Coalescer:
     """Coalesces one producer's concurrent single calls into shared pipelines."""
 
-    def __init__(self, client: Any, *, acks: Acks, slice_size: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        acks: Acks,
+        slice_size: int,
+        connect_timeout_s: float | None = None,
+    ) -> None:
         self._client = client
         self._acks = acks
+        self._connect_timeout_s = connect_timeout_s
         self.script_loaded = False  # QUEUE_AND_DELETE on this client's server (send/base)
         self._slice_size = slice_size
         self._queue: deque[Call] = deque()
@@ -158,6 +166,7 @@ class Coalescer:
             count + waits,
             what="coalesced delay/queue",
             last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
+            connect_timeout_s=self._connect_timeout_s,
         )
         if count == 1:
             reply = replies[0]
@@ -237,6 +246,7 @@ class Coalescer:
                 exchange.sink,
                 what="coalesced delay/queue",
                 last_read_extra_s=acks.last_read_extra_s if waits else 0.0,
+                connect_timeout_s=self._connect_timeout_s,
             )
         except Exception as exc:
             _fail(calls, exc)

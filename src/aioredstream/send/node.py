@@ -21,13 +21,19 @@ __all__ = ["NodeSender"]
 
 
 class NodeSender:
-    """Bulk and single writes on one ``redis.asyncio.Redis`` client's pool."""
+    """Bulk and single writes on one ``redis.asyncio.Redis`` client's pool; each call
+    waits at most ``connect_timeout_s`` for a connection (``None``: as the client says)."""
 
-    def __init__(self, client: Redis, acks: Acks, slice_size: int) -> None:
+    def __init__(
+        self, client: Redis, acks: Acks, slice_size: int, connect_timeout_s: float | None = None
+    ) -> None:
         self.client = client
         self.acks = acks
         self.slice_size = slice_size
-        self.coalescer = Coalescer(client, acks=acks, slice_size=slice_size)
+        self.connect_timeout_s = connect_timeout_s
+        self.coalescer = Coalescer(
+            client, acks=acks, slice_size=slice_size, connect_timeout_s=connect_timeout_s
+        )
 
     async def send_delay(self, slices: list[Slice]) -> list[str]:
         ids: list[str] = []
@@ -61,6 +67,7 @@ class NodeSender:
             what="delay",
             # only a WAIT may block longer than the socket timeout (0 s: until acknowledged)
             last_read_extra_s=acks.last_read_extra_s if acks.count else 0.0,
+            connect_timeout_s=self.connect_timeout_s,
         )
         if acks.count:
             acks.check(wait_results, self.client)
@@ -69,7 +76,13 @@ class NodeSender:
     async def send_queue(self, slices: list[Slice], ids: Sequence[str | bytes] | None) -> None:
         if ids is not None:
             queue = QueueWithDeletes(_units(slices, ids))
-            await wire.execute(self.client, queue.chunks(), queue.sink, what="queue")
+            await wire.execute(
+                self.client,
+                queue.chunks(),
+                queue.sink,
+                what="queue",
+                connect_timeout_s=self.connect_timeout_s,
+            )
             queue.raise_failure(self.client)
             return
         size = self.slice_size
@@ -80,7 +93,9 @@ class NodeSender:
                     raise_command_error(reply, "XADD", chunk * size + position, self.client)
 
         chunks = ((part.queue_commands(), len(part)) for part in slices)
-        await wire.execute(self.client, chunks, sink, what="queue")
+        await wire.execute(
+            self.client, chunks, sink, what="queue", connect_timeout_s=self.connect_timeout_s
+        )
 
     # the coalescer's coroutine itself goes back to the producer: no layer of our own
     def delay_one(self, target: Target, arg: bytes) -> Awaitable[str]:
@@ -107,7 +122,12 @@ class NodeSender:
             raise_command_error(reply, "XADD+XDEL", None, self.client)
 
     async def check_waitaof(self) -> None:
-        info = await wire.call(self.client, "COMMAND", "INFO", "WAITAOF", what="WAITAOF check")
+        info = await wire.call(
+            self.client,
+            *("COMMAND", "INFO", "WAITAOF"),
+            what="WAITAOF check",
+            connect_timeout_s=self.connect_timeout_s,
+        )
         if isinstance(info, list) and info and info[0] is not None:
             return
         with wire.translate_errors("WAITAOF check"):

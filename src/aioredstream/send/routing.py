@@ -249,19 +249,33 @@ def slot_owner(client: RedisCluster, slot: int) -> ClusterNode:
 
 
 class Router:
-    """Sends calls to the nodes that own their records' slots, following redirects."""
+    """Sends calls to the nodes that own their records' slots, following redirects.
 
-    def __init__(self, client: RedisCluster) -> None:
+    ``connect_timeout_s`` bounds each wait for a node's connection and each re-read of
+    the slot map (``None``: as the client says)."""
+
+    def __init__(self, client: RedisCluster, connect_timeout_s: float | None = None) -> None:
         self.client = client
+        self.connect_timeout_s = connect_timeout_s
         self._stale = False
         self._known = False  # the client has read the slot map once
 
     async def owners(self, slots: Iterable[int], command: str) -> dict[int, ClusterNode]:
+        budget = asyncio.timeout(self.connect_timeout_s)  # the nodes may be down
         with wire.translate_errors("cluster slot map", command):
-            if self._stale:  # stays set until a refresh succeeds
-                await self.client.nodes_manager.initialize()
-                self._stale = False
-            await self.client.initialize()  # a no-op once the client knows the cluster
+            try:
+                async with budget:
+                    if self._stale:  # stays set until a refresh succeeds
+                        await self.client.nodes_manager.initialize()
+                        self._stale = False
+                    await self.client.initialize()  # a no-op once the client knows the cluster
+            except TimeoutError as exc:
+                if not budget.expired():
+                    raise
+                raise ServerConnectionError(
+                    f"cluster slot map: not read within connect_timeout_s="
+                    f"{self.connect_timeout_s} (the nodes are unreachable or restarting)"
+                ) from exc
         self._known = True
         try:
             return {slot: slot_owner(self.client, slot) for slot in set(slots)}
@@ -285,7 +299,12 @@ class Router:
         """One raw command on a primary (for checks such as ``COMMAND INFO``)."""
         await self.owners((), str(args[0]))
         # get_primaries() exists on every redis-py we support (get_random_primary_node: 7.1+)
-        return await wire.call(as_node_client(self.client.get_primaries()[0]), *args, what=what)
+        return await wire.call(
+            as_node_client(self.client.get_primaries()[0]),
+            *args,
+            what=what,
+            connect_timeout_s=self.connect_timeout_s,
+        )
 
     async def send(self, call: Call) -> None:
         """Send every record; re-send the commands a node redirected to the node the
@@ -350,6 +369,7 @@ class Router:
             group.sink,
             what=f"{call.what} on {node.name}",
             last_read_extra_s=call.acks.last_read_extra_s if call.acks else 0.0,
+            connect_timeout_s=self.connect_timeout_s,
         )
         if call.acks:
             call.acks.check(group.acks, node)

@@ -61,6 +61,7 @@ _READ_SIZE = 1 << 16
 # What asyncio says when a transport or future of another loop is touched.
 _OTHER_LOOP = ("Event loop is closed", "attached to a different loop", "different event loop")
 _PUSH = hiredis.PushNotification
+_PUSH_MARK = ord(">")  # the first byte of a RESP3 push
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -116,6 +117,10 @@ def _translated(exc: Exception, what: str, command: str | None = None) -> Except
         return None
     if isinstance(exc, redis_exc.TimeoutError | TimeoutError):
         return ServerTimeoutError(f"{what}: timed out ({_cause(exc)})")
+    if isinstance(exc, redis_exc.BusyLoadingError | redis_exc.MasterDownError):
+        # redis-py took the reply's code off; with it, it is a ServerUnavailableError
+        code = "LOADING" if isinstance(exc, redis_exc.BusyLoadingError) else "MASTERDOWN"
+        return command_error(ServerError, f"{code} {_cause(exc)}", command=command, what=what)
     if isinstance(exc, redis_exc.ConnectionError | OSError | EOFError | hiredis.ProtocolError):
         return ServerConnectionError(f"{what}: connection failed ({_cause(exc)})")
     if isinstance(exc, redis_exc.RedisError):
@@ -145,14 +150,16 @@ async def execute(
     what: str,
     window: int = 4,
     last_read_extra_s: float | None = 0.0,
+    connect_timeout_s: float | None = None,
 ) -> None:
     """Send ``chunks`` on one pooled connection, handing each chunk's replies to ``sink``.
 
     ``last_read_extra_s`` extends the socket timeout for the last chunk's replies
     (it ends in a WAIT); ``None`` means no timeout for them (``WAIT n 0``).
+    ``connect_timeout_s`` bounds the wait for a connection (see `acquire`).
     """
     pool: Any = client.connection_pool
-    conn = await acquire(pool, what)
+    conn = await acquire(pool, what, connect_timeout_s)
     try:
         stale = await _exchange(conn, chunks, sink, window, last_read_extra_s)
     except BaseException as exc:
@@ -167,7 +174,13 @@ async def execute(
 
 
 async def exchange(
-    client: Redis, data: bytes, count: int, *, what: str, last_read_extra_s: float | None = 0.0
+    client: Redis,
+    data: bytes,
+    count: int,
+    *,
+    what: str,
+    last_read_extra_s: float | None = 0.0,
+    connect_timeout_s: float | None = None,
 ) -> list[Any]:
     """`execute` for one chunk (a lone single call): its ``count`` replies.
 
@@ -175,7 +188,7 @@ async def exchange(
     and the read.
     """
     pool: Any = client.connection_pool
-    conn = await acquire(pool, what)
+    conn = await acquire(pool, what, connect_timeout_s)
     try:
         reader_stream, writer = _streams_of(conn)
         parser = hiredis.Reader()  # error replies are hiredis.ReplyError by default
@@ -252,8 +265,20 @@ def cancellation_kept() -> Iterator[None]:
         raise asyncio.CancelledError
 
 
-async def acquire(pool: Any, what: str) -> AbstractConnection:
-    """A connected connection from ``pool``, without losing a cancellation.
+async def acquire(
+    pool: Any, what: str, connect_timeout_s: float | None = None
+) -> AbstractConnection:
+    """A connected connection from ``pool``, ready to write on, without losing a cancellation.
+
+    Every command of the package borrows through here (producer, coalescer, workers,
+    cluster nodes, Sentinel). A pooled connection the server closed while it sat idle
+    (a restart) is reconnected first: nothing was sent on it yet, so that is safe.
+    redis-py does not always check (8.1 skips it with maintenance notifications, a
+    cluster node never does), and without the check each idle connection would fail
+    its next call.
+
+    ``connect_timeout_s`` bounds the whole wait for the connection (a free one in the
+    pool, connecting, redis-py's connect retries); ``None`` leaves it to the client.
 
     redis-py connects through ``asyncio.wait_for`` when a socket timeout is set; on
     Python 3.11 that swallows a cancel arriving as the handshake completes
@@ -263,7 +288,7 @@ async def acquire(pool: Any, what: str) -> AbstractConnection:
     task = asyncio.current_task()
     cancels = task.cancelling() if task is not None else 0
     try:
-        conn: AbstractConnection = await pool.get_connection()
+        conn = await _borrow(pool, what, connect_timeout_s)
     except Exception as exc:
         translated = _translated(exc, what)
         if translated is None:
@@ -274,6 +299,54 @@ async def acquire(pool: Any, what: str) -> AbstractConnection:
             await pool.release(conn)
         raise asyncio.CancelledError
     return conn
+
+
+async def _borrow(pool: Any, what: str, timeout_s: float | None) -> AbstractConnection:
+    if timeout_s is None:  # no timer at all: it would cost every call
+        return await _checked(pool)
+    budget = asyncio.timeout(timeout_s)
+    try:
+        async with budget:
+            return await _checked(pool)
+    except Exception as exc:
+        if not budget.expired():
+            raise
+        raise ServerConnectionError(
+            f"{what}: no connection within connect_timeout_s={timeout_s} "
+            "(the server is unreachable or restarting, or every pooled connection is busy)"
+        ) from exc
+
+
+async def _checked(pool: Any) -> AbstractConnection:
+    conn: AbstractConnection = await pool.get_connection()
+    if _closed(conn):
+        try:
+            await _drop(conn)
+            await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)
+            raise
+    return conn
+
+
+def _closed(conn: Any) -> bool:
+    """The server closed ``conn`` (EOF, a reset) or left bytes on it while it was idle.
+
+    Only what the event loop already knows, no syscall: its transport reads an idle
+    socket in the background, so a close the loop has seen is in the stream. Buffered
+    bytes other than a RESP3 push (which ``_read`` skips) would pass for a reply.
+    """
+    reader: Any = getattr(conn, "_reader", None)
+    if reader is None:
+        return False  # not connected, or another redis-py: _streams_of says so
+    if reader.exception() is not None or reader.at_eof():
+        return True
+    buffered = reader._buffer
+    if buffered and buffered[0] != _PUSH_MARK:
+        return True
+    writer: Any = conn._writer
+    return writer is not None and bool(writer.transport.is_closing())
 
 
 async def _exchange(
@@ -362,8 +435,16 @@ async def _read(
         parser.feed(data)
 
 
-async def call(client: Redis, *args: bytes | str | int, what: str) -> Any:
+async def call(
+    client: Redis, *args: bytes | str | int, what: str, connect_timeout_s: float | None = None
+) -> Any:
     """Run one command and return its raw reply (bytes, int, list, or a ``ReplyError``)."""
     replies: list[Any] = []
-    await execute(client, [(pack(*args), 1)], lambda _, r: replies.extend(r), what=what)
+    await execute(
+        client,
+        [(pack(*args), 1)],
+        lambda _, r: replies.extend(r),
+        what=what,
+        connect_timeout_s=connect_timeout_s,
+    )
     return replies[0]
