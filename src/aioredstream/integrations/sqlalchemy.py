@@ -56,11 +56,16 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import event, inspect
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import util as sa_util
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session, sessionmaker
+from .._failures import missing_extra
+
+try:
+    from sqlalchemy import event, inspect
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import util as sa_util
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session, sessionmaker
+except ModuleNotFoundError as exc:  # the extra is not installed
+    raise missing_extra(exc, "sqlalchemy", __name__) from exc
 
 from .._records import payload_error
 from ..errors import ArgumentError, UnsupportedError
