@@ -219,13 +219,14 @@ async def test_dead_cli_lists_replays_and_drops(
     await consumer.run_once(Handler())
     assert await run("dead", "list", "users", "--url", redis_url) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 3  # a header and the two poison messages
-    assert "ValueError: cannot index [3]" in listed[1]
-    first_dead = listed[1].split()[0]
+    assert listed[0] == "2 dead letters of users (no namespace)"
+    assert len(listed) == 4  # the count, a header and the two poison messages
+    assert "ValueError: cannot index [3]" in listed[2]
+    first_dead = listed[2].split()[0]
     assert await run("dead", "replay", "users", first_dead, "--url", redis_url) == 0
     assert capsys.readouterr().out == "replayed 1 dead letter to users\n"
     rows: Any = await client.xrevrange("redstream:stream:users", count=1)
     assert json.loads(rows[0][1][b"payload"]) == {"id": 3}
     assert await run("dead", "drop", "users", "--all", "--url", redis_url) == 0
     assert capsys.readouterr().out == "dropped 1 dead letter of users\n"
-    assert await client.xlen("redstream:stream:users.dead") == 0
+    assert await client.exists("redstream:stream:users.dead") == 0  # empty: deleted

@@ -33,7 +33,8 @@ from collections.abc import Callable, Sequence
 from .._version import __version__
 from ..errors import ArgumentError, RedstreamError
 from ._cli_common import Run, connection_options
-from ._cli_inspect import add_dead, add_exporter, add_offset, add_status
+from ._cli_dead import add_dead
+from ._cli_inspect import add_exporter, add_offset, add_status
 from ._cli_workers import add_consume, add_delayer, add_trimmer
 
 # -- main --------------------------------------------------------------------------------
