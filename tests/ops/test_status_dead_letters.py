@@ -66,13 +66,16 @@ async def test_status_shows_dead_letters_as_a_column_not_as_a_stream(
 
 
 async def test_a_stream_known_only_by_its_dead_letters_is_listed_while_it_has_some(
-    client: Redis,
+    client: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await client.xadd("redstream:stream:gone.dead", {"payload": b'{"id":1}'})
     await client.xadd("redstream:stream:empty.dead", {"payload": b'{"id":1}'})
     await client.xtrim("redstream:stream:empty.dead", maxlen=0)  # an empty dead stream
     report = await status(client)
     assert [(s.name, s.length, s.dead_letters) for s in report.streams] == [("gone", 0, 1)]
+    assert await run("dead", "drop", "empty", "--all", "--url", redis_url) == 0
+    assert capsys.readouterr().out == "dropped 0 dead letters of empty\n"
+    assert await client.exists("redstream:stream:empty.dead") == 0  # left empty: deleted
 
 
 async def test_shards_and_the_hash_tag_layout_count_dead_letters_too(client: Redis) -> None:

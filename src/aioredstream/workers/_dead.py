@@ -3,7 +3,8 @@
 Each entry keeps the message's ``payload`` bytes (so the gem's tools, which read
 ``payload``, see it as any other message) and why it is there: ``error``,
 ``attempts``, ``original_id`` and ``consumer``. ``aioredstream dead`` lists, replays
-(copies back to ``<name>``, then deletes) and drops them.
+(copies back to ``<name>``, then deletes) and drops them; a dead-letter stream they
+leave empty is deleted.
 """
 
 from __future__ import annotations
@@ -85,10 +86,8 @@ async def drop(client: Client, keys: Keys, stream_name: str, ids: list[str]) -> 
     """Delete the dead letters ``ids``; how many were there. A dead-letter stream left
     empty is deleted."""
     dead_key = keys.stream(stream_name + DEAD_SUFFIX)
-    if not ids:
-        return 0
-    deleted: int = await _command.run(client, "XDEL", dead_key, *ids, key=dead_key)
-    await _delete_if_empty(client, dead_key)
+    deleted = int(await _command.run(client, "XDEL", dead_key, *ids, key=dead_key)) if ids else 0
+    await _delete_if_empty(client, dead_key)  # also one an older version left empty
     return deleted
 
 
