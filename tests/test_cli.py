@@ -96,13 +96,14 @@ async def test_status_table_and_namespaces(
     assert await run("status", "--url", redis_url, "--namespace", "shop") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "2 streams (namespace 'shop')"
-    assert (
-        lines[1] == "STREAM  LENGTH  DELAYED  OLDEST DELAY  CONSUMER         OFFSET           LAG"
+    assert lines[1] == (
+        "STREAM  LENGTH  DELAYED  OLDEST DELAY  DEAD  CONSUMER         OFFSET           LAG"
     )
-    assert lines[2].split() == ["posts", "1", "0", "-", "-"]
+    assert lines[2].split() == ["posts", "1", "0", "-", "0", "-"]
     users = [line.split() for line in lines[3:]]
     assert users[0][:3] == ["users", "5", "2"]
     assert users[0][3].startswith("10m")  # 600 s old by the server's clock
+    assert users[0][4] == "0"  # no dead letters
     assert [row[-3] for row in users] == ["cache", "fresh", "indexer", "(delay)"]
     assert [row[-1] for row in users] == ["0", "5", "3", "1"]
     assert users[-1][:2] == ["delayer", "(delay)"]

@@ -87,7 +87,10 @@ async def test_a_transient_failure_is_retried_with_backoff_and_logged_as_a_warni
     assert waits == [1, 2]
     retrying = [r for r in caplog.records if "retrying in" in r.getMessage()]
     assert [r.levelno for r in retrying] == [logging.WARNING, logging.WARNING]
-    assert "attempt 1 of 5" in retrying[0].getMessage()
+    assert retrying[0].getMessage() == (
+        "handler failed on users (attempt 1 of 5), retrying in 0.0s: RuntimeError: index is down"
+    )
+    assert getattr(retrying[0], "error", None) == "RuntimeError: index is down"
     assert [getattr(r, "attempt", None) for r in retrying] == [1, 2]
     handled = [r for r in caplog.records if r.getMessage().startswith("handled 2 entries")]
     assert len(handled) == 1
@@ -127,6 +130,8 @@ async def test_dead_letters_take_exactly_the_poison_and_the_rest_is_handled_once
     dead = [r for r in caplog.records if r.getMessage().startswith("dead-lettered")]
     assert len(dead) == 2
     assert all(r.levelno == logging.ERROR for r in dead)
+    assert dead[0].getMessage().endswith(" attempts: ValueError: cannot index [3]")
+    assert getattr(dead[0], "error", None) == "ValueError: cannot index [3]"
 
 
 async def test_without_dead_letters_the_batch_is_retried_at_the_longest_wait(
@@ -149,6 +154,11 @@ async def test_without_dead_letters_the_batch_is_retried_at_the_longest_wait(
     assert set(seen[1:]) == {2}  # capped at the last attempt's wait
     gave_up = [r for r in caplog.records if r.getMessage().startswith("gave up")]
     assert len(gave_up) == 1  # once, not per retry
+    assert gave_up[0].getMessage() == (
+        "gave up on a batch of users after 2 attempts (ValueError: cannot index [3]); "
+        "retrying at the longest wait"
+    )
+    assert getattr(gave_up[0], "error", None) == "ValueError: cannot index [3]"
     assert await consumer.max_committed_id() is None
 
 
@@ -219,13 +229,14 @@ async def test_dead_cli_lists_replays_and_drops(
     await consumer.run_once(Handler())
     assert await run("dead", "list", "users", "--url", redis_url) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 3  # a header and the two poison messages
-    assert "ValueError: cannot index [3]" in listed[1]
-    first_dead = listed[1].split()[0]
+    assert listed[0] == "2 dead letters of users (no namespace)"
+    assert len(listed) == 4  # the count, a header and the two poison messages
+    assert "ValueError: cannot index [3]" in listed[2]
+    first_dead = listed[2].split()[0]
     assert await run("dead", "replay", "users", first_dead, "--url", redis_url) == 0
     assert capsys.readouterr().out == "replayed 1 dead letter to users\n"
     rows: Any = await client.xrevrange("redstream:stream:users", count=1)
     assert json.loads(rows[0][1][b"payload"]) == {"id": 3}
     assert await run("dead", "drop", "users", "--all", "--url", redis_url) == 0
     assert capsys.readouterr().out == "dropped 1 dead letter of users\n"
-    assert await client.xlen("redstream:stream:users.dead") == 0
+    assert await client.exists("redstream:stream:users.dead") == 0  # empty: deleted

@@ -33,6 +33,7 @@ WAIT_S = 20.0  # a failure detector, not a speed claim
 
 SCRIPT = textwrap.dedent(
     """
+    import logging
     import sys
     import anyio
     from redis.asyncio import Redis
@@ -42,6 +43,7 @@ SCRIPT = textwrap.dedent(
         pass
 
     async def main():
+        logging.basicConfig(format="%(name)s %(levelname)s %(message)s", level=logging.INFO)
         client = Redis.from_url(sys.argv[1])
         consumer = Consumer(client, stream_name="users", name="indexer", block=0.2)
         delayer = Delayer(client, stream_name="users", delay=300)
@@ -85,6 +87,9 @@ async def test_run_workers_stops_every_worker_on_a_signal_and_releases_their_loc
             process.wait()
     assert process.returncode == 0, err.decode()
     assert out.decode().strip() == "stopped"  # run_workers returned: the code after it ran
+    # the runner's own logger: a user's process runs no CLI
+    assert f"aioredstream.runner INFO {signum.name} received, stopping" in err.decode()
+    assert "aioredstream.cli" not in err.decode()
     assert [await client.exists(lock) for lock in LOCKS] == [0, 0, 0]
 
 

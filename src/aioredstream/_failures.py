@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 from .errors import (
+    MissingExtraError,
     RecordError,
     ReplicationError,
     ServerError,
@@ -18,7 +19,7 @@ from .errors import (
     TopologyError,
 )
 
-__all__ = ["UNAVAILABLE", "cause", "command_error", "record_error"]
+__all__ = ["UNAVAILABLE", "cause", "command_error", "missing_extra", "record_error"]
 
 R = TypeVar("R", bound=RecordError)
 # Error replies of a server that is up but not serving for now (see ServerUnavailableError).
@@ -31,6 +32,17 @@ def cause(exc: BaseException) -> str:
     message (never a bare ``KeyError()``)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def missing_extra(exc: ModuleNotFoundError, extra: str, module: str) -> MissingExtraError:
+    """The error for ``module`` (an integration) imported without its extra ``extra``:
+    ``aioredstream.integrations.otel needs the extra 'otel' (No module named
+    'opentelemetry'): pip install 'aioredstream[otel]'``."""
+    return MissingExtraError(
+        f"{module} needs the extra {extra!r} ({exc}): pip install 'aioredstream[{extra}]'",
+        extra=extra,
+        name=exc.name,
+    )
 
 
 def _at(index: int | None) -> str:

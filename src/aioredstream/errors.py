@@ -10,6 +10,7 @@ The tree:
     ├── MessageError         a stream entry has no ``payload`` field, or it is not UTF-8 JSON
     ├── ReplicationError     WAIT / WAITAOF got fewer acknowledgements than required
     ├── UnsupportedError     the server lacks a command the call needs (e.g. WAITAOF on Redis < 7.2)
+    ├── MissingExtraError    an integration's optional extra is not installed (an ImportError)
     ├── ServerError          the server answered a command with an error reply
     │   └── ServerUnavailableError*  LOADING, BUSY or MASTERDOWN: not serving for now
     ├── ServerConnectionError the server cannot be reached, or the connection was lost mid-call
@@ -53,6 +54,7 @@ __all__ = [
     "ArgumentError",
     "EventLoopError",
     "MessageError",
+    "MissingExtraError",
     "PayloadError",
     "RecordError",
     "RedstreamError",
@@ -169,6 +171,20 @@ class EventLoopError(RedstreamError):
 
 class UnsupportedError(RedstreamError):
     """The server does not support a command the call needs."""
+
+
+class MissingExtraError(RedstreamError, ModuleNotFoundError):
+    """An integration was imported without its optional extra: ``import
+    aioredstream.integrations.otel`` without ``opentelemetry-api``.
+
+    The message says what to install (``pip install 'aioredstream[otel]'``); ``extra``
+    names the extra and ``name`` the missing module, as for any
+    ``ModuleNotFoundError``, so ``except ImportError`` still catches it.
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class ServerError(_Located, RedstreamError):

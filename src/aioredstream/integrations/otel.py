@@ -39,11 +39,15 @@ from contextlib import contextmanager
 from time import perf_counter
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from .. import _telemetry
+from .._failures import missing_extra
 from ..errors import ReplicationError
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ModuleNotFoundError as exc:  # the extra is not installed
+    raise missing_extra(exc, "otel", __name__) from exc
 
 __all__ = ["instrument", "uninstrument"]
 

@@ -9,6 +9,8 @@ labelled ``namespace`` (empty without one), ``stream`` and ``consumer``:
 - ``aioredstream_delay_backlog``: entries in its delay stream;
 - ``aioredstream_oldest_delay_age_seconds``: age of the oldest delay message (by the
   server's clock), absent when the delay stream is empty;
+- ``aioredstream_dead_letters``: entries in its dead-letter stream ``<name>.dead``
+  (messages a consumer with ``dead_letter=True`` gave up on; 0 when there are none);
 - ``aioredstream_consumer_lag``: entries after the consumer's committed offset;
 - ``aioredstream_consumer_offset_age_seconds``: age of the entry the offset names,
   i.e. how far behind the consumer is in time when it has lag.
@@ -20,9 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from .._failures import missing_extra
+
+try:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+except ModuleNotFoundError as exc:  # the extra is not installed
+    raise missing_extra(exc, "prometheus", __name__) from exc
 
 from .._validate import parse_id
 from ..ops.status import ConsumerStatus, Status
@@ -46,6 +53,11 @@ def families(report: Status) -> list[GaugeMetricFamily]:
         "Age of the oldest delay message, by the server's clock",
         labels=_STREAM,
     )
+    dead = GaugeMetricFamily(
+        "aioredstream_dead_letters",
+        "Entries in the stream's dead-letter stream <name>.dead",
+        labels=_STREAM,
+    )
     lag = GaugeMetricFamily(
         "aioredstream_consumer_lag", "Entries after the committed offset", labels=_CONSUMER
     )
@@ -58,6 +70,7 @@ def families(report: Status) -> list[GaugeMetricFamily]:
     for stream in report.streams:
         length.add_metric([namespace, stream.name], stream.length)
         backlog.add_metric([namespace, stream.name], stream.delay_length)
+        dead.add_metric([namespace, stream.name], stream.dead_letters)
         if stream.oldest_delay_age_s is not None:
             oldest.add_metric([namespace, stream.name], stream.oldest_delay_age_s)
         for name, consumers in (
@@ -70,7 +83,7 @@ def families(report: Status) -> list[GaugeMetricFamily]:
                 age = _offset_age_s(consumer, report.server_time_ms)
                 if age is not None:
                     offset_age.add_metric(labels, age)
-    return [length, backlog, oldest, lag, offset_age]
+    return [length, backlog, oldest, dead, lag, offset_age]
 
 
 def _offset_age_s(consumer: ConsumerStatus, now_ms: int) -> float | None:

@@ -59,9 +59,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
+from .._failures import missing_extra
+
+try:
+    from sqlalchemy import inspect
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import Session, sessionmaker
+except ModuleNotFoundError as exc:  # the extra is not installed
+    raise missing_extra(exc, "sqlalchemy", __name__) from exc
 
 from ..errors import ArgumentError
 from ..producer import Producer

@@ -76,7 +76,8 @@ def connection_options() -> argparse.ArgumentParser:
         "--url",
         type=checked(_url),
         default=os.environ.get("REDIS_URL", DEFAULT_URL),
-        help="redis:// or rediss:// URL (default: $REDIS_URL or %(default)s)",
+        help="redis://, rediss:// (TLS) or unix:// (a socket) URL of the server "
+        "(default: $REDIS_URL or %(default)s)",
     )
     parent.add_argument(
         "--namespace",

@@ -1,4 +1,4 @@
-"""The CLI's inspecting commands: ``status``, ``exporter``, ``offset`` and ``dead``."""
+"""The CLI's inspecting commands: ``status``, ``exporter`` and ``offset`` (``dead``: _cli_dead)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from .._validate import check_count, check_id, check_name
 from ..errors import ArgumentError
 from ..send import command as _command
 from ..send.wire import translate_errors
-from ..workers import _dead
 from ..workers._loop import plural
 from ..workers._streams import Client, decode
 from ._cli_common import checked, connected, keys_of
@@ -73,13 +72,9 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _prometheus() -> Any:
-    try:
-        from ..integrations import prometheus
-    except ImportError as exc:
-        raise ArgumentError(
-            f"--prometheus and exporter need prometheus-client ({exc}): "
-            "pip install 'aioredstream[prometheus]'"
-        ) from None
+    # MissingExtraError (one line, exit 1) without the extra: it names what to install.
+    from ..integrations import prometheus
+
     return prometheus
 
 
@@ -96,18 +91,44 @@ def add_offset(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "that are. Stop the consumer first: its next commit would overwrite the offset.",
     )
     actions = offset.add_subparsers(title="actions", required=True, metavar="ACTION")
-    for name, help_text in (("get", "print the offset"), ("set", "move the offset to ID")):
-        action = actions.add_parser(name, parents=parents, help=help_text)
-        action.add_argument("stream", metavar="STREAM", type=checked(check_name))
+    for name, (help_text, description) in _OFFSET_ACTIONS.items():
+        action = actions.add_parser(name, parents=parents, help=help_text, description=description)
+        action.add_argument(
+            "stream", metavar="STREAM", type=checked(check_name), help="stream name, e.g. users"
+        )
         action.add_argument(
             "consumer",
             metavar="CONSUMER",
             type=checked(lambda text: check_name(text, "consumer name")),
+            help="consumer name, as given to consume --name or Consumer(name=...)",
         )
         if name == "set":
-            action.add_argument("id", metavar="ID", type=checked(_offset_id), help="e.g. 0-0")
-            action.add_argument("--force", action="store_true", help="move it anyway")
+            action.add_argument(
+                "id",
+                metavar="ID",
+                type=checked(_offset_id),
+                help="the new offset, an entry id <ms>-<seq>: reading resumes after it "
+                "(0-0: from the start)",
+            )
+            action.add_argument(
+                "--force", action="store_true", help="move it even if that skips or repeats entries"
+            )
         action.set_defaults(run=_offset, action=name, command=f"offset {name}")
+
+
+_OFFSET_ACTIONS = {
+    "get": (
+        "print the offset",
+        "Print the committed offset of consumer CONSUMER of STREAM: the id of the last "
+        "entry it finished.",
+    ),
+    "set": (
+        "move the offset to ID",
+        "Move the committed offset of consumer CONSUMER of STREAM to ID. Without --force "
+        "it refuses, saying how many entries that would skip or hand to it again. Stop the "
+        "consumer first: its next commit would overwrite the offset.",
+    ),
+}
 
 
 def _offset_id(text: str) -> str:
@@ -150,55 +171,6 @@ async def _move_offset(
     await _command.run(client, "SET", offset_key, args.id, key=offset_key)
     print(f"moved {what}: {effect}")
     return 0
-
-
-# -- dead letters ------------------------------------------------------------------------
-
-
-def add_dead(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    dead = commands.add_parser(
-        "dead",
-        help="list, replay or drop the dead letters of a stream",
-        description="Dead letters are the messages a consumer with dead_letter=True gave "
-        "up on, kept in STREAM.dead with their error. 'replay' copies them back to "
-        "STREAM (then deletes them), 'drop' deletes them.",
-    )
-    actions = dead.add_subparsers(title="actions", required=True, metavar="ACTION")
-    for name, help_text in (
-        ("list", "print them: id, original id, attempts, error, payload"),
-        ("replay", "copy IDs (or --all) back to STREAM, then delete them"),
-        ("drop", "delete IDs (or --all)"),
-    ):
-        action = actions.add_parser(name, parents=parents, help=help_text)
-        action.add_argument("stream", metavar="STREAM", type=checked(check_name))
-        if name != "list":
-            action.add_argument("ids", metavar="ID", nargs="*", type=checked(_offset_id))
-            action.add_argument("--all", action="store_true", help="every dead letter")
-        action.set_defaults(run=_dead_letters, action=name, command=f"dead {name}")
-
-
-async def _dead_letters(args: argparse.Namespace) -> int:
-    if args.action != "list" and not args.ids and not args.all:
-        raise ArgumentError(f"dead {args.action}: name the IDs to {args.action}, or --all")
-    async with connected(args) as (client, keys):
-        with translate_errors(args.command):
-            letters = await _dead.dead_letters(client, keys, args.stream)
-            if args.action == "list":
-                print("ID  ORIGINAL ID  ATTEMPTS  CONSUMER  ERROR  PAYLOAD")
-                for d in letters:
-                    error = d.error.splitlines()[0] if d.error else "-"
-                    print(
-                        f"{d.id}  {d.original_id}  {d.attempts}  {d.consumer}  {error}  {d.payload}"
-                    )
-                return 0
-            ids = [d.id for d in letters] if args.all else args.ids
-            if args.action == "replay":
-                count = await _dead.replay(client, keys, args.stream, ids)
-                print(f"replayed {plural(count, 'dead letter')} to {args.stream}")
-            else:
-                count = await _dead.drop(client, keys, args.stream, ids)
-                print(f"dropped {plural(count, 'dead letter')} of {args.stream}")
-            return 0
 
 
 # -- exporter ----------------------------------------------------------------------------

@@ -10,9 +10,11 @@ import anyio
 
 from .._sharding import stream_names
 from .._validate import check_name
+from ..errors import ArgumentError
 from ..workers._streams import Client
 from ..workers.consumer import Consumer, Handler
 from ..workers.delayer import Delayer
+from ..workers.retry import Backoff, Retry, exponential
 from ..workers.trimmer import Trimmer
 from ._cli_common import Work, checked, client_for, connect, name_list, positive_int, seconds
 from .runner import LOG_LEVELS, load_handler, log_to_stderr, run_until_signalled
@@ -132,7 +134,59 @@ def add_consume(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         default=1000,
         help="most entries per batch (default: %(default)s)",
     )
-    consume.set_defaults(run=_consume)
+    _retry_options(consume)
+    consume.set_defaults(run=_consume, check=_check_consume, parser=consume)
+
+
+def _retry_options(consume: argparse.ArgumentParser) -> None:
+    """Consumer(retry=Retry(attempts, backoff), dead_letter=...), flag for parameter."""
+    group = consume.add_argument_group(
+        "retries and dead letters",
+        "Without these, a failing batch is retried every 5 s until it succeeds (as the "
+        "gem does). With --retry-attempts or --retry-backoff the consumer retries as "
+        "Consumer(retry=Retry(attempts=N, backoff=exponential(FIRST, MOST))) does.",
+    )
+    group.add_argument(
+        "--retry-attempts",
+        type=positive_int,
+        metavar="N",
+        help=f"handler calls for one batch before giving up on it (default: {Retry.attempts})",
+    )
+    group.add_argument(
+        "--retry-backoff",
+        type=checked(_backoff),
+        metavar="FIRST,MOST",
+        help="wait FIRST seconds after the first failure, doubling up to MOST, "
+        "jittered (default: 0.5,60)",
+    )
+    group.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help="after the last attempt, copy each message that fails on its own to "
+        "STREAM.dead (see 'aioredstream dead') and go on; needs --retry-attempts",
+    )
+
+
+def _backoff(text: str) -> Backoff:
+    first, comma, most = text.partition(",")
+    if not comma:
+        raise ArgumentError(f"must be FIRST,MOST in seconds (e.g. 0.5,60), got {text!r}")
+    try:
+        first_s, most_s = float(first), float(most)
+    except ValueError:
+        raise ArgumentError(f"must be FIRST,MOST in seconds (e.g. 0.5,60), got {text!r}") from None
+    return exponential(first_s, most_s)
+
+
+def _check_consume(args: argparse.Namespace) -> None:
+    """``args.retry``: the Retry the flags ask for, ``None`` without any of them."""
+    given = {"attempts": args.retry_attempts, "backoff": args.retry_backoff}
+    chosen = {name: value for name, value in given.items() if value is not None}
+    args.retry = Retry(**chosen) if chosen else None
+    if args.dead_letter and args.retry is None:
+        raise ArgumentError(
+            "--dead-letter needs --retry-attempts N: after how many attempts to give up"
+        )
 
 
 async def _consume(args: argparse.Namespace) -> int:
@@ -143,6 +197,8 @@ async def _consume(args: argparse.Namespace) -> int:
             name=args.name,
             namespace=args.namespace,
             batch_size=args.batch_size,
+            retry=args.retry,
+            dead_letter=args.dead_letter,
         )
         handler: Handler = args.handler
         return lambda: consumer.run(handler)

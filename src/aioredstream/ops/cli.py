@@ -11,15 +11,18 @@ it use a ``RedisCluster`` client (every primary, the hash-tag layout).
 and ``aioredstream consume STREAM --name NAME --handler module:function`` run one worker
 (with ``--shards N``: one per shard ``STREAM-0`` ... ``STREAM-<N-1>``, in one process)
 until SIGINT or SIGTERM, then release its lock and exit with 0. They check their
-arguments, import the handler and PING the server before starting, so a bad value, a
-missing handler, a wrong URL or a server that is down exit with 1 at once; once running,
-server errors are logged and retried (the worker's backoff), not fatal.
+arguments and import the handler before connecting (a bad value or a missing handler
+exits with 2), then PING the server (a wrong URL or a server that is down exits with 1
+at once); once running, server errors are logged and retried (the worker's backoff),
+not fatal.
 
-Each subcommand is one ``add_<name>(subparsers)`` function (in ``_cli_inspect`` or
-``_cli_workers``, sharing ``_cli_common``), listed in ``_COMMANDS``, that
-registers its arguments and an async ``run(args)``; `main` parses, runs, and
-turns every [`RedstreamError`][aioredstream.errors.RedstreamError] into one line on stderr and exit
-status 1 (argparse's usage errors exit with 2).
+Each subcommand is one ``add_<name>(subparsers)`` function (in ``_cli_inspect``,
+``_cli_dead``, ``_cli_backfill`` or ``_cli_workers``, sharing ``_cli_common``), listed
+in ``_COMMANDS``, that registers its arguments, an optional ``check(args)`` and an
+async ``run(args)``.
+``main`` parses and checks (argparse's usage errors, and an ``ArgumentError`` from
+``check``, exit with 2: the command line is wrong), then runs, turning every
+``RedstreamError`` into one line on stderr and exit status 1 (docs/cli.md, "Exit status").
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from .._version import __version__
 from ..errors import ArgumentError, RedstreamError
 from ._cli_backfill import add_backfill
 from ._cli_common import Run, connection_options
-from ._cli_inspect import add_dead, add_exporter, add_offset, add_status
+from ._cli_dead import add_dead
+from ._cli_inspect import add_exporter, add_offset, add_status
 from ._cli_workers import add_consume, add_delayer, add_trimmer
 
 # -- main --------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ __all__ = [
     "run_workers",
 ]
 
-logger = logging.getLogger("aioredstream.cli")
+logger = logging.getLogger("aioredstream.runner")
+#: the command line's own lines (its start and stop)
+cli_logger = logging.getLogger("aioredstream.cli")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -152,7 +154,7 @@ async def run_workers(
 
 async def run_until_signalled(work: Callable[[], Coroutine[Any, Any, object]], what: str) -> int:
     """The CLI's worker commands: `run_workers` with log lines naming ``what``."""
-    logger.info("%s running; Ctrl-C or SIGTERM stops it", what)
+    cli_logger.info("%s running; Ctrl-C or SIGTERM stops it", what)
     await run_workers(work)
-    logger.info("%s stopped", what)
+    cli_logger.info("%s stopped", what)
     return 0

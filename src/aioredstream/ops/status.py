@@ -7,7 +7,9 @@ entry ids, so a skewed client clock does not matter.
 Keys of both layouts are found (the Ruby one and the hash-tagged one of a cluster:
 ``stream:{users}.delay`` is the stream ``users.delay``); on a ``RedisCluster``,
 SCAN runs on every primary. Shards (``users-0`` ... ``users-3``, at least two of
-them) are also summed up in a `ShardGroup` named ``users``.
+them) are also summed up in a `ShardGroup` named ``users``. A dead-letter
+stream ``users.dead`` is not listed as a stream: its length is ``dead_letters`` of
+``users``, which is listed for it only while it holds some.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .._keys import DELAY_SUFFIX, Keys, untag
 from .._validate import parse_id
 from ..send import command as _command
 from ..send.wire import translate_errors
+from ..workers._dead import DEAD_SUFFIX
 from ..workers._streams import Client, decode
 
 __all__ = [
@@ -58,6 +61,8 @@ class StreamStatus:
     oldest_delay_age_s: float | None = None
     consumers: list[ConsumerStatus] = field(default_factory=list)
     delay_consumers: list[ConsumerStatus] = field(default_factory=list)
+    #: entries of ``<name>.dead``: messages a consumer with ``dead_letter=True`` gave up on
+    dead_letters: int = 0
 
 
 @dataclass
@@ -72,6 +77,7 @@ class ShardGroup:
     #: per consumer name (``"delayer (delay)"`` for delay-stream consumers): lag over all shards
     lag: dict[str, int]
     lag_exact: bool
+    dead_letters: int = 0
 
 
 @dataclass
@@ -120,32 +126,19 @@ async def collect_status(client: Client, keys: Keys) -> Status:
             await client.initialize()  # its primaries are scanned below
         seconds, micros = await _command.run(client, "TIME")
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        stream_prefix = f"{keys.prefix}stream:"
-        offset_prefix = f"{keys.prefix}offset:"
-        tagged: set[str] = set()  # base names found in the hash-tag layout
-
-        def name_of(raw: str) -> str:
-            name = untag(raw)
-            if name != raw:
-                tagged.add(name.removesuffix(DELAY_SUFFIX))
-            return name
-
-        found = await _command.scan(client, keys.stream_pattern(), "stream")
-        names = {name_of(key[len(stream_prefix) :]) for key in found}
-        offsets: dict[str, list[tuple[str, str]]] = {}
-        for key in await _command.scan(client, offset_prefix + "*", "string"):
-            # Consumer names never contain ':' (check_name), so the last one splits.
-            stream, _, consumer = key[len(offset_prefix) :].rpartition(":")
-            if stream and consumer:
-                stream = name_of(stream)
-                offsets.setdefault(stream, []).append((consumer, key))
-                names.add(stream)
-        bases = sorted({n.removesuffix(DELAY_SUFFIX) for n in names}, key=_shard_order)
+        found = await _find(client, keys)
+        dead = {name: await _xlen(client, key) for name, key in found.dead_keys.items()}
+        # A dead-letter stream is not a stream of its own: its count goes to its stream,
+        # which it lists only while it holds dead letters.
+        bases = {n.removesuffix(DELAY_SUFFIX) for n in found.names}
+        bases |= {name for name, count in dead.items() if count}
         streams, warnings = [], []
-        for name in bases:
-            layout = Keys(keys.namespace, hash_tags=name in tagged)
-            streams.append(await _stream(client, layout, name, offsets, now_ms))
-            warnings += await _trimmed_past(client, layout.stream(name), streams[-1])
+        for name in sorted(bases, key=_shard_order):
+            layout = Keys(keys.namespace, hash_tags=name in found.tagged)
+            stream = await _stream(client, layout, name, found.offsets, now_ms)
+            stream.dead_letters = dead.get(name, 0)
+            streams.append(stream)
+            warnings += await _trimmed_past(client, layout.stream(name), stream)
     return Status(
         namespace=keys.namespace,
         server_time_ms=now_ms,
@@ -153,6 +146,47 @@ async def collect_status(client: Client, keys: Keys) -> Status:
         groups=shard_groups(streams),
         warnings=warnings,
     )
+
+
+@dataclass
+class _Found:
+    """What SCAN found in one namespace."""
+
+    #: streams and delay streams (also those known only by a consumer's offset)
+    names: set[str] = field(default_factory=set)
+    #: base names found in the hash-tag layout
+    tagged: set[str] = field(default_factory=set)
+    #: per stream name: (consumer, offset key)
+    offsets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: per stream name: the key of its dead-letter stream ``<name>.dead``
+    dead_keys: dict[str, str] = field(default_factory=dict)
+
+
+async def _find(client: Client, keys: Keys) -> _Found:
+    found = _Found()
+    stream_prefix = f"{keys.prefix}stream:"
+    offset_prefix = f"{keys.prefix}offset:"
+
+    def name_of(raw: str) -> str:
+        name = untag(raw)
+        if name != raw:
+            found.tagged.add(name.removesuffix(DELAY_SUFFIX))
+        return name
+
+    for key in await _command.scan(client, keys.stream_pattern(), "stream"):
+        raw = key[len(stream_prefix) :]
+        if untag(raw).endswith(DEAD_SUFFIX):
+            found.dead_keys[untag(raw).removesuffix(DEAD_SUFFIX)] = key
+        else:
+            found.names.add(name_of(raw))
+    for key in await _command.scan(client, offset_prefix + "*", "string"):
+        # Consumer names never contain ':' (check_name), so the last one splits.
+        stream, _, consumer = key[len(offset_prefix) :].rpartition(":")
+        if stream and consumer and not untag(stream).endswith(DEAD_SUFFIX):
+            stream = name_of(stream)
+            found.offsets.setdefault(stream, []).append((consumer, key))
+            found.names.add(stream)
+    return found
 
 
 async def _trimmed_past(client: Client, key: str, stream: StreamStatus) -> list[str]:
@@ -234,6 +268,7 @@ def shard_groups(streams: list[StreamStatus]) -> list[ShardGroup]:
                 oldest_delay_age_s=max(ages) if ages else None,
                 lag=dict(sorted(lag.items())),
                 lag_exact=exact,
+                dead_letters=sum(s.dead_letters for s in shards),
             )
         )
     return groups

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from .. import _telemetry
+from .._failures import cause
 from .._validate import check_count, check_id, check_name, check_seconds
 from ..errors import ArgumentError, MessageError
 from ..send import command as _command
@@ -175,7 +176,12 @@ class Consumer:
                 return
             except Exception as exc:
                 failures += 1
-                where = {"stream": self.stream_name, "consumer": self.name, "attempt": failures}
+                where = {
+                    "stream": self.stream_name,
+                    "consumer": self.name,
+                    "attempt": failures,
+                    "error": cause(exc),
+                }
                 if failures >= attempts and self.dead_letter:
                     await self._bisect(handler, messages, exc, failures)
                     return
@@ -185,7 +191,7 @@ class Consumer:
                         "longest wait",
                         self.stream_name,
                         failures,
-                        exc,
+                        where["error"],
                         exc_info=exc,
                         extra=where,
                     )
@@ -193,7 +199,7 @@ class Consumer:
                 if failures < attempts:
                     logger.warning(
                         "handler failed on %s (attempt %d of %d), retrying in %.1fs: %s",
-                        *(self.stream_name, failures, attempts, wait_s, exc),
+                        *(self.stream_name, failures, attempts, wait_s, where["error"]),
                         extra={**where, "retry_in_s": wait_s},
                     )
                 await anyio.sleep(wait_s)
@@ -225,12 +231,13 @@ class Consumer:
                 )
                 logger.error(
                     "dead-lettered %s of %s after %d attempts: %s",
-                    *(message.message_id, self.stream_name, calls, failed),
+                    *(message.message_id, self.stream_name, calls, cause(failed)),
                     extra={
                         "stream": self.stream_name,
                         "consumer": self.name,
                         "message_id": message.message_id,
                         "attempts": calls,
+                        "error": cause(failed),
                     },
                 )
                 await self._commit_held(message.message_id)
