@@ -48,10 +48,11 @@ test-pythons: $(STAMP)
 	PYTHONS="$(PYTHONS)" WORKERS=$(WORKERS) VENV=$(VENV) .ci/pythons.sh $(PYTHONS_FLAGS)
 
 ## the fast suite again on .venv's Python with other redis-py releases, each in
-## .venv-redis-X: the oldest that pyproject.toml allows and the last 7.x (.venv has the
-## newest); and the stop tests with their slow ones (a worker idle for 30 s)
+## .venv-redis-X: the oldest that pyproject.toml allows, the last 7.x, and 8.1 (whose
+## pool skips its closed-connection check: the stale-connection tests bite there; .venv
+## has the newest); and the stop tests with their slow ones (a worker idle for 30 s)
 REDIS_FLOOR := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\)[,"].*/\1/p' pyproject.toml)
-REDIS_VERSIONS ?= $(REDIS_FLOOR) 7.4.1
+REDIS_VERSIONS ?= $(REDIS_FLOOR) 7.4.1 8.1.0
 test-compat: $(addprefix test-redis-,$(REDIS_VERSIONS))
 
 .PRECIOUS: .venv-redis-%/.installed-dev
