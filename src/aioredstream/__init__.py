@@ -17,6 +17,7 @@ from .errors import (
     ServerConnectionError,
     ServerError,
     ServerTimeoutError,
+    ServerUnavailableError,
     TopologyError,
     UnsupportedError,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "ServerConnectionError",
     "ServerError",
     "ServerTimeoutError",
+    "ServerUnavailableError",
     "ShardGroup",
     "Status",
     "StreamStatus",

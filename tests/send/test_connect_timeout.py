@@ -124,7 +124,7 @@ async def test_a_blocking_pool_wait_counts_too(
     pool = BlockingConnectionPool.from_url(server.url, max_connections=1, timeout=HANG_S)
     client = Redis(connection_pool=pool)
     producer = Producer(client, connect_timeout_s=0.2)
-    taken = await pool.get_connection()
+    taken = await pool.get_connection()  # type: ignore[no-untyped-call,unused-ignore]
     try:
         with anyio.fail_after(HANG_S), pytest.raises(ServerConnectionError) as raised:
             await producer.bulk_delay([User(1)])
