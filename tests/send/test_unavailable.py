@@ -18,12 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
 import pytest
 import redis
 from redis.asyncio import Redis
 
 from aioredstream import (
+    Consumer,
     Lock,
+    Message,
     Producer,
     ServerConnectionError,
     ServerError,
@@ -216,3 +219,35 @@ async def test_a_coalesced_batch_gives_each_caller_its_own_unavailable_error(
         assert isinstance(result, BaseException)
         _check(result, "BUSY")
     assert len({id(result) for result in results}) == len(results)
+
+
+async def test_a_consumer_waits_out_a_server_that_is_loading(
+    server_factory: ServerFactory, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker side: LOADING is logged as what it is, backed off, and work resumes
+    once the server has loaded."""
+    server = _slowly_loading(server_factory)
+    client = make_client(server.url)
+    producer = Producer(client)
+    seen: list[int] = []
+
+    async def handler(messages: list[Message]) -> None:
+        seen.extend(message.payload["id"] for message in messages)
+
+    async def handled(record_id: int) -> bool:
+        return record_id in seen
+
+    async def met_loading() -> bool:
+        errors = [str(getattr(record, "error", "")) for record in caplog.records]
+        return any(e.startswith("ServerUnavailableError") and "LOADING" in e for e in errors)
+
+    consumer = Consumer(client, stream_name="users", name="indexer", block=0.05, backoff=0.05)
+    async with anyio.create_task_group() as workers:
+        workers.start_soon(consumer.run, handler)
+        await producer.bulk_queue([User(1)])
+        await eventually(lambda: handled(1), "the record before the restart")
+        async with loading(server, idle_connections(client)):
+            await eventually(met_loading, "the consumer to meet LOADING")
+        await producer.bulk_queue([User(2)])
+        await eventually(lambda: handled(2), "the record after the restart")
+        workers.cancel_scope.cancel()
