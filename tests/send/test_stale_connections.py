@@ -24,29 +24,10 @@ from aioredstream.send import wire
 from aioredstream.testing import ClusterDeployment, SentinelDeployment, wait_until
 
 from ..conftest import ClientFactory, ServerFactory, _binary
-from ..helpers import User, eventually
+from ..helpers import User
+from .pools import idle_connections, until_seen_closed
 
 CALLS = 10
-
-
-def _idle(client: Redis | RedisCluster) -> list[Any]:
-    """The connections idle in ``client``'s pool (every node's, on a cluster)."""
-    if isinstance(client, RedisCluster):
-        return [conn for node in client.get_nodes() for conn in node._free]
-    return list(client.connection_pool._available_connections)
-
-
-def _seen_closed(conn: Any) -> bool:
-    """The event loop has seen the server close ``conn`` (what a restart leaves behind)."""
-    reader = conn._reader
-    return reader is None or reader.at_eof() or reader.exception() is not None
-
-
-async def _until_seen_closed(connections: list[Any]) -> None:
-    async def closed() -> bool:
-        return all(_seen_closed(conn) for conn in connections)
-
-    await eventually(closed, "the event loop to see every idle connection closed")
 
 
 async def _fill(producer: Producer) -> None:
@@ -88,12 +69,12 @@ async def test_idle_connections_work_after_a_restart(
     producer = Producer(client)  # maintenance notifications
     await _fill(producer)
     await _fill_pool(client)
-    idle = _idle(client)
+    idle = idle_connections(client)
     assert len(idle) == CALLS
 
     server.kill()
     server.start()  # same port
-    await _until_seen_closed(idle)
+    await until_seen_closed(idle)
 
     send = PATHS[path]
     assert await _failures([send(producer, client, n) for n in range(CALLS)]) == []
@@ -107,11 +88,11 @@ async def test_idle_connections_work_after_a_restart_with_aof(
     producer = Producer(client)
     await _fill(producer)
     await _fill_pool(client)
-    idle = _idle(client)
+    idle = idle_connections(client)
 
     server.kill()
     server.start()  # same port, same AOF
-    await _until_seen_closed(idle)
+    await until_seen_closed(idle)
 
     assert await _failures([producer.bulk_delay([User(n)]) for n in range(CALLS)]) == []
     assert await stream_size(client, "users.delay") == 2 * CALLS  # the AOF kept the first
@@ -127,13 +108,13 @@ async def test_idle_cluster_connections_work_after_a_restart(
         producer = Producer(client)
         for path, send in PATHS.items():
             await _fill(producer)
-            idle = _idle(client)
+            idle = idle_connections(client)
             assert len(idle) >= CALLS, path
             for node in restartable_cluster.nodes:
                 node.kill()
                 node.start()  # same port, same cluster config
             wait_until(restartable_cluster.healthy, "the restarted cluster to be ok")
-            await _until_seen_closed(idle)
+            await until_seen_closed(idle)
 
             failures = await _failures([send(producer, client, n) for n in range(CALLS)])
             assert failures == [], path
@@ -169,7 +150,7 @@ async def test_a_sentinel_primary_connection_is_checked_too(
         producer = Producer(client)
         await _fill(producer)
         await _fill_pool(client)
-        idle = _idle(client)
+        idle = idle_connections(client)
         for conn in idle:
             _hang_up(conn, how)
 
@@ -188,7 +169,7 @@ async def test_what_the_check_sees(
     client = make_client(server_factory().url)
     producer = Producer(client)
     await _fill(producer)
-    [conn, *_] = _idle(client)
+    [conn, *_] = idle_connections(client)
     assert not wire._closed(conn)
     _hang_up(conn, how)
     assert wire._closed(conn)
@@ -199,7 +180,7 @@ async def test_a_connection_whose_transport_is_closing_counts_as_closed(
 ) -> None:
     client = make_client(server_factory().url)
     await Producer(client).bulk_delay([User(1)])
-    [conn] = _idle(client)
+    [conn] = idle_connections(client)
     conn._writer.transport.close()  # connection_lost (EOF) only comes a loop turn later
     assert wire._closed(conn)
 
@@ -212,11 +193,11 @@ async def test_a_restarted_server_is_not_reconnected_twice(
     client = make_client(server.url)
     producer = Producer(client)
     await producer.bulk_delay([User(1)])
-    [conn] = _idle(client)
+    [conn] = idle_connections(client)
     server.kill()
     server.start()
-    await _until_seen_closed([conn])
+    await until_seen_closed([conn])
     await producer.bulk_delay([User(2)])
-    assert _idle(client) == [conn]
+    assert idle_connections(client) == [conn]
     assert not wire._closed(conn)
     await producer.bulk_delay([User(3)])
