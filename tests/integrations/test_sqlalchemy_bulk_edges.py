@@ -368,7 +368,10 @@ async def test_only_rows_of_tracked_classes_produce(
 
 @pytest.mark.parametrize(
     "changed_rows",
-    [pytest.param(5_000, id="5k"), pytest.param(100_000, id="100k", marks=pytest.mark.slow)],
+    [
+        pytest.param(5_000, id="5k"),
+        pytest.param(100_000, id="100k", marks=[pytest.mark.slow, pytest.mark.timeout(300)]),
+    ],
 )
 async def test_a_large_update_writes_exactly_the_changed_keys(
     changed_rows: int, engine: AsyncEngine, producer: Producer, client: Redis
