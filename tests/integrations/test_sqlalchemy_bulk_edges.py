@@ -315,6 +315,10 @@ async def test_without_returning_what_cannot_be_followed_is_refused_before_it_ru
     async with tracked(engine, producer, Account) as maker, maker() as session:
         with pytest.raises(UnsupportedError, match=r"INSERT .*'accounts'.*nothing ran"):
             await session.execute(insert(Account), [{"name": "no key"}])
+        with pytest.raises(UnsupportedError, match=r"multi-row INSERT .*nothing ran"):
+            await session.execute(insert(Account).values([{"name": "a"}, {"name": "b"}]))
+        with pytest.raises(UnsupportedError, match=r"multi-row INSERT .*nothing ran"):
+            await session.execute(insert(Account).from_select(["name"], select(Account.name)))
         with pytest.raises(UnsupportedError, match="UPDATE of the primary key"):
             await session.execute(update(Account).where(Account.id == 1).values(id=100))
         await session.commit()  # nothing ran: the transaction is fine

@@ -236,6 +236,13 @@ class _Run:
         return result, select_by_keys(self._connection(), self.shape, keys)
 
     def _inserted_keys(self) -> tuple[Result[Any], Iterable[Row]]:
+        """A one-row INSERT ... VALUES: its key from ``inserted_primary_key`` (lastrowid, or
+        a sequence SQLAlchemy ran first)."""
+        statement = self.statement
+        if getattr(statement, "select", None) is not None or getattr(
+            statement, "_multi_values", ()
+        ):
+            raise self._unsupported("a multi-row INSERT without RETURNING or keys")
         result = self._invoke()
         cursor = _cursor_of(result)
         keys: list[Any] = []
