@@ -238,10 +238,8 @@ class _Run:
     def _inserted_keys(self) -> tuple[Result[Any], Iterable[Row]]:
         """A one-row INSERT ... VALUES: its key from ``inserted_primary_key`` (lastrowid, or
         a sequence SQLAlchemy ran first)."""
-        statement = self.statement
-        if getattr(statement, "select", None) is not None or getattr(
-            statement, "_multi_values", ()
-        ):
+        many_rows = getattr(self.statement, "_multi_values", None)  # VALUES (...), (...)
+        if many_rows or getattr(self.statement, "select", None) is not None:
             raise self._unsupported("a multi-row INSERT without RETURNING or keys")
         result = self._invoke()
         cursor = _cursor_of(result)
