@@ -28,7 +28,7 @@ import inflection
 
 from ._failures import cause, record_error
 from ._keys import DELAY_SUFFIX
-from ._sharding import shard_name, shard_of, stream_names
+from ._sharding import shard_name, stream_names
 from ._validate import check_name, check_shards
 from .errors import ArgumentError, PayloadError, RecordError
 
@@ -134,21 +134,6 @@ class StreamSpec:
         if self.name_of is not None:
             raise ArgumentError("its records name their streams: " + _UNKNOWN)
         return stream_names(self.name, self.shards)
-
-    def stream_for(self, record: Any, index: int | None = None) -> str:
-        """The stream ``record``'s messages go to: its shard's for a sharded class (as
-        the producer picks it), else `stream_of`."""
-        if self.shards and self.shard_key is not None:
-            try:
-                return shard_name(self.name, shard_of(self.shard_key(record), self.shards))
-            except (AttributeError, KeyError, TypeError) as exc:
-                raise record_error(
-                    RecordError,
-                    f"cannot compute its shard: {cause(exc)}",
-                    index=index,
-                    record_type=type(record),
-                ) from exc
-        return self.stream_of(record, index)
 
     def stream_of(self, record: Any, index: int | None = None) -> str:
         """The stream of ``record`` (checked); `RecordError` naming it if bad."""

@@ -20,6 +20,7 @@ from aioredstream import (
     Model,
     Producer,
     UnsupportedError,
+    shard_of,
 )
 from aioredstream.integrations.sqlalchemy import UntrackedWriteWarning, track
 
@@ -314,6 +315,10 @@ async def test_without_returning_what_cannot_be_followed_is_refused_before_it_ru
     async with tracked(engine, producer, Account) as maker, maker() as session:
         with pytest.raises(UnsupportedError, match=r"INSERT .*'accounts'.*nothing ran"):
             await session.execute(insert(Account), [{"name": "no key"}])
+        with pytest.raises(UnsupportedError, match=r"multi-row INSERT .*nothing ran"):
+            await session.execute(insert(Account).values([{"name": "a"}, {"name": "b"}]))
+        with pytest.raises(UnsupportedError, match=r"multi-row INSERT .*nothing ran"):
+            await session.execute(insert(Account).from_select(["name"], select(Account.name)))
         with pytest.raises(UnsupportedError, match="UPDATE of the primary key"):
             await session.execute(update(Account).where(Account.id == 1).values(id=100))
         await session.commit()  # nothing ran: the transaction is fine
@@ -321,14 +326,14 @@ async def test_without_returning_what_cannot_be_followed_is_refused_before_it_ru
     assert await client.keys("*") == []
 
 
-# -- inheritance: one table, several classes ------------------------------------------------
+# -- models with tables of their own: inheritance, shards ---------------------------
 
 
-class PetBase(DeclarativeBase):
+class OwnBase(DeclarativeBase):
     pass
 
 
-class Pet(Model, PetBase):
+class Pet(Model, OwnBase):
     __tablename__ = "bulk_pets"
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))
@@ -348,7 +353,7 @@ async def test_only_rows_of_tracked_classes_produce(
     engine: AsyncEngine, producer: Producer, client: Redis
 ) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(PetBase.metadata.create_all)
+        await conn.run_sync(OwnBase.metadata.create_all)
         await conn.execute(
             insert(cast(Table, Pet.__table__)),
             [{"kind": kind, "name": kind} for kind in ("dog", "cat", "dog", "pet")],
@@ -363,12 +368,44 @@ async def test_only_rows_of_tracked_classes_produce(
     assert await streams(client) == {"bulk_pets": [{"id": 1}, {"id": 3}], "bulk_pets.delay": []}
 
 
+class Part(Model, OwnBase):
+    """Sharded: the gem's streams bulk_parts-0 .. bulk_parts-2, by id."""
+
+    __tablename__ = "bulk_parts"
+    redstream_shards = 3
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20))
+
+
+async def test_a_sharded_model_writes_to_the_shard_of_each_row(
+    engine: AsyncEngine, producer: Producer, client: Redis
+) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(OwnBase.metadata.create_all)
+    async with tracked(engine, producer, Part) as maker:
+        async with maker.begin() as session:  # a flush
+            session.add_all([Part(name=f"p{i}") for i in range(1, 7)])
+        async with maker.begin() as session:  # a bulk statement
+            await session.execute(update(Part).values(name="renamed"))
+    expected: dict[str, list[Any]] = {}
+    for part in range(1, 7):
+        expected.setdefault(f"bulk_parts-{shard_of(part, 3)}", []).append({"id": part})
+    written = await streams(client)
+    for name, messages in expected.items():
+        assert written.pop(f"{name}.delay") == []
+        assert sorted(ids(written.pop(name))) == sorted(ids(messages) * 2), name
+    assert written == {}
+
+
 # -- many rows ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "changed_rows",
-    [pytest.param(5_000, id="5k"), pytest.param(100_000, id="100k", marks=pytest.mark.slow)],
+    [
+        pytest.param(5_000, id="5k"),
+        pytest.param(100_000, id="100k", marks=[pytest.mark.slow, pytest.mark.timeout(300)]),
+    ],
 )
 async def test_a_large_update_writes_exactly_the_changed_keys(
     changed_rows: int, engine: AsyncEngine, producer: Producer, client: Redis

@@ -44,14 +44,17 @@ _sa_await: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or
 
 
 class Snapshot:
-    """A record frozen when its delay message is written: the same payload for the delay
-    and the queue message, and no attribute access (no lazy load) after the commit."""
+    """A record frozen when its delay message is written: the same payload (and shard) for
+    the delay and the queue message, and no attribute access (no lazy load) after the
+    commit."""
 
-    __slots__ = ("payload",)
+    __slots__ = ("payload", "shard_key")
     stream: ClassVar[str]
+    redstream_shards: ClassVar[int | None] = None  # the model's, for a sharded model
 
-    def __init__(self, payload: Any) -> None:
+    def __init__(self, payload: Any, shard_key: Any = None) -> None:
         self.payload = payload
+        self.shard_key = shard_key
 
     @classmethod
     def redstream_name(cls) -> str:
@@ -59,6 +62,9 @@ class Snapshot:
 
     def redstream_payload(self) -> Any:
         return self.payload
+
+    def redstream_shard_key(self) -> Any:
+        return self.shard_key
 
 
 # (stream name, canonical payload JSON): what makes two messages the same message
@@ -116,15 +122,17 @@ class TrackerBase:
     def snapshot(self, instance: object) -> Snapshot:
         cls = type(instance)
         spec = self.producer.registry.resolve(cls)
-        stream = spec.stream_for(instance)  # its shard's, or its own if named per record
+        stream = spec.stream_of(instance)  # per record, if its class names them so
         snapshot_cls = self._snapshot_classes.get((cls, stream))
         if snapshot_cls is None:
-            snapshot_cls = self._snapshot_classes[cls, stream] = _snapshot_class(cls, stream)
+            snapshot_cls = _snapshot_class(cls, stream, spec.shards)
+            self._snapshot_classes[cls, stream] = snapshot_cls
         try:
             payload = spec.payload(instance)
+            shard_key = spec.shard_key(instance) if spec.shards else None
         except Exception as exc:
             raise payload_error(instance, None, exc) from exc
-        return snapshot_cls(payload)
+        return snapshot_cls(payload, shard_key)
 
     def write_delays(self, session: Session, snapshots: Iterable[Snapshot]) -> int:
         """One delay message per new (stream, payload) at the session's current level, in
@@ -146,11 +154,12 @@ class TrackerBase:
         return len(fresh)
 
 
-def _snapshot_class(cls: type, stream: str) -> type[Snapshot]:
+def _snapshot_class(cls: type, stream: str, shards: int | None) -> type[Snapshot]:
     # Named after the model, so that producer errors name the model.
     namespace = {
         "__slots__": (),
         "stream": stream,
+        "redstream_shards": shards,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
     }

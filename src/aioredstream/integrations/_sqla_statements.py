@@ -7,10 +7,11 @@ are found in one of three ways, and their delay messages written before
 
 - **RETURNING** (the database has it for that statement: PostgreSQL, SQLite >= 3.35):
   the statement itself returns the rows it changed. Exact, whatever other transactions do.
-  The application's result is rebuilt to be what it would have been: for a statement
-  without ``returning()``, the statement's ``CursorResult``, closed (its ``rowcount``,
-  and an INSERT's ``inserted_primary_key``, as before); with the application's own
-  ``returning()``, the same rows without the added columns.
+  The application's result stays what it would have been: for a statement without
+  ``returning()``, a ``CursorResult`` with no rows left to read, the same ``rowcount``
+  and (one-row INSERT) ``inserted_primary_key``; RETURNING goes through
+  ``return_defaults()`` there, as the ORM does for itself. With the application's own
+  ``returning()``, the same rows, the added columns removed.
 - **Keys** (ORM bulk UPDATE by primary key, ``update(User), [dicts]``; an INSERT without
   RETURNING whose parameter sets all carry the key): the keys are in the parameters; the
   rows are read by key after the statement, in the transaction. Keys that match no row
@@ -20,8 +21,9 @@ are found in one of three ways, and their delay messages written before
   after it). A row another transaction inserts between that SELECT and the statement
   (a phantom, under READ COMMITTED) is not seen: see docs/sqlalchemy.md.
 
-A statement that cannot be followed (an INSERT without RETURNING and without keys, a Core
-executemany UPDATE or DELETE, an UPDATE of the key without RETURNING) raises
+A statement that cannot be followed (an INSERT without RETURNING and without keys, an
+UPDATE or DELETE with a list of parameter sets other than the ORM's bulk UPDATE by key, an
+UPDATE of the key without RETURNING) raises
 `UnsupportedError` before it runs. ``execution_options(redstream=False)``
 turns following off for one statement (the application then writes its messages itself).
 
@@ -234,6 +236,11 @@ class _Run:
         return result, select_by_keys(self._connection(), self.shape, keys)
 
     def _inserted_keys(self) -> tuple[Result[Any], Iterable[Row]]:
+        """A one-row INSERT ... VALUES: its key from ``inserted_primary_key`` (lastrowid, or
+        a sequence SQLAlchemy ran first)."""
+        many_rows = getattr(self.statement, "_multi_values", None)  # VALUES (...), (...)
+        if many_rows or getattr(self.statement, "select", None) is not None:
+            raise self._unsupported("a multi-row INSERT without RETURNING or keys")
         result = self._invoke()
         cursor = _cursor_of(result)
         keys: list[Any] = []
