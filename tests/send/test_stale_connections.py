@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from aioredstream import Lock, Producer, stream_size
-from aioredstream.send import wire
+from aioredstream.send import pooled
 from aioredstream.testing import ClusterDeployment, SentinelDeployment, wait_until
 
 from ..conftest import ClientFactory, ServerFactory, _binary
@@ -170,9 +170,9 @@ async def test_what_the_check_sees(
     producer = Producer(client)
     await _fill(producer)
     [conn, *_] = idle_connections(client)
-    assert not wire._closed(conn)
+    assert not pooled.closed(conn)
     _hang_up(conn, how)
-    assert wire._closed(conn)
+    assert pooled.closed(conn)
 
 
 async def test_a_connection_whose_transport_is_closing_counts_as_closed(
@@ -182,7 +182,7 @@ async def test_a_connection_whose_transport_is_closing_counts_as_closed(
     await Producer(client).bulk_delay([User(1)])
     [conn] = idle_connections(client)
     conn._writer.transport.close()  # connection_lost (EOF) only comes a loop turn later
-    assert wire._closed(conn)
+    assert pooled.closed(conn)
 
 
 async def test_a_restarted_server_is_not_reconnected_twice(
@@ -199,5 +199,5 @@ async def test_a_restarted_server_is_not_reconnected_twice(
     await until_seen_closed([conn])
     await producer.bulk_delay([User(2)])
     assert idle_connections(client) == [conn]
-    assert not wire._closed(conn)
+    assert not pooled.closed(conn)
     await producer.bulk_delay([User(3)])

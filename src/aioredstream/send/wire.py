@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -38,6 +38,8 @@ from ..errors import (
     TopologyError,
     UnsupportedError,
 )
+from .pooled import borrow
+from .pooled import drop as _drop
 
 __all__ = [
     "Chunk",
@@ -61,7 +63,6 @@ _READ_SIZE = 1 << 16
 # What asyncio says when a transport or future of another loop is touched.
 _OTHER_LOOP = ("Event loop is closed", "attached to a different loop", "different event loop")
 _PUSH = hiredis.PushNotification
-_PUSH_MARK = ord(">")  # the first byte of a RESP3 push
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -225,32 +226,6 @@ async def _failed(
     return _translated(exc, what) if isinstance(exc, Exception) else None
 
 
-async def _drop(conn: AbstractConnection) -> None:
-    """Close ``conn`` now, and observe how its stream ends.
-
-    ``disconnect(nowait=True)`` does not wait for the stream to close, so the error
-    its protocol keeps (``ConnectionResetError`` after a server died) would be
-    logged as "Future exception was never retrieved" when collected; a task
-    waiting for the close retrieves it instead. A transport of a closed event loop
-    cannot be closed at all (see `EventLoopError`); redis-py forgets it
-    anyway, so the connection reconnects when it is used again.
-    """
-    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
-    with suppress(RuntimeError):
-        await conn.disconnect(nowait=True)
-    if writer is not None:
-        try:
-            closing = asyncio.ensure_future(writer.wait_closed())
-        except RuntimeError:  # no running loop of its own: nothing will ever log it
-            return
-        closing.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 @contextmanager
 def cancellation_kept() -> Iterator[None]:
     """Re-raise a cancellation that redis-py code inside the block returned from normally.
@@ -270,15 +245,9 @@ async def acquire(
 ) -> AbstractConnection:
     """A connected connection from ``pool``, ready to write on, without losing a cancellation.
 
-    Every command of the package borrows through here (producer, coalescer, workers,
-    cluster nodes, Sentinel). A pooled connection the server closed while it sat idle
-    (a restart) is reconnected first: nothing was sent on it yet, so that is safe.
-    redis-py does not always check (8.1 skips it with maintenance notifications, a
-    cluster node never does), and without the check each idle connection would fail
-    its next call.
-
-    ``connect_timeout_s`` bounds the whole wait for the connection (a free one in the
-    pool, connecting, redis-py's connect retries); ``None`` leaves it to the client.
+    Every command of the package borrows through here: a connection the server closed
+    while it sat idle is reconnected first, and ``connect_timeout_s`` bounds the wait
+    (see `aioredstream.send.pooled`).
 
     redis-py connects through ``asyncio.wait_for`` when a socket timeout is set; on
     Python 3.11 that swallows a cancel arriving as the handshake completes
@@ -288,7 +257,7 @@ async def acquire(
     task = asyncio.current_task()
     cancels = task.cancelling() if task is not None else 0
     try:
-        conn = await _borrow(pool, what, connect_timeout_s)
+        conn = await borrow(pool, what, connect_timeout_s)
     except Exception as exc:
         translated = _translated(exc, what)
         if translated is None:
@@ -299,54 +268,6 @@ async def acquire(
             await pool.release(conn)
         raise asyncio.CancelledError
     return conn
-
-
-async def _borrow(pool: Any, what: str, timeout_s: float | None) -> AbstractConnection:
-    if timeout_s is None:  # no timer at all: it would cost every call
-        return await _checked(pool)
-    budget = asyncio.timeout(timeout_s)
-    try:
-        async with budget:
-            return await _checked(pool)
-    except Exception as exc:
-        if not budget.expired():
-            raise
-        raise ServerConnectionError(
-            f"{what}: no connection within connect_timeout_s={timeout_s} "
-            "(the server is unreachable or restarting, or every pooled connection is busy)"
-        ) from exc
-
-
-async def _checked(pool: Any) -> AbstractConnection:
-    conn: AbstractConnection = await pool.get_connection()
-    if _closed(conn):
-        try:
-            await _drop(conn)
-            await conn.connect()  # type: ignore[no-untyped-call]
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn)
-            raise
-    return conn
-
-
-def _closed(conn: Any) -> bool:
-    """The server closed ``conn`` (EOF, a reset) or left bytes on it while it was idle.
-
-    Only what the event loop already knows, no syscall: its transport reads an idle
-    socket in the background, so a close the loop has seen is in the stream. Buffered
-    bytes other than a RESP3 push (which ``_read`` skips) would pass for a reply.
-    """
-    reader: Any = getattr(conn, "_reader", None)
-    if reader is None:
-        return False  # not connected, or another redis-py: _streams_of says so
-    if reader.exception() is not None or reader.at_eof():
-        return True
-    buffered = reader._buffer
-    if buffered and buffered[0] != _PUSH_MARK:
-        return True
-    writer: Any = conn._writer
-    return writer is not None and bool(writer.transport.is_closing())
 
 
 async def _exchange(
