@@ -66,18 +66,17 @@ machine_minors() {
     } | sort -uV
 }
 
-# make_venv DIR PYTHON: DIR with the package and its dev extra, unless it is up to date
+# make_venv DIR PYTHON: DIR with the package and its dev extra (installed again when
+# pyproject.toml is newer; made afresh when DIR is missing or of another minor)
 make_venv() {
     local dir=$1 python=$2
-    if [[ -f $dir/.installed-dev && $dir/.installed-dev -nt pyproject.toml &&
-        $(minor_of "$dir/bin/python") == $(minor_of "$python") ]]; then
+    if [[ $(minor_of "$dir/bin/python") != $(minor_of "$python") ]]; then
+        rm -rf "$dir"
+        "$python" -m venv "$dir" && "$dir/bin/python" -m pip install -q --upgrade pip || return 1
+    elif [[ -f $dir/.installed-dev && $dir/.installed-dev -nt pyproject.toml ]]; then
         return 0
     fi
-    rm -rf "$dir"
-    "$python" -m venv "$dir" &&
-        "$dir/bin/python" -m pip install -q --upgrade pip &&
-        "$dir/bin/python" -m pip install -q -e . --group dev &&
-        touch "$dir/.installed-dev"
+    "$dir/bin/python" -m pip install -q -e . --group dev && touch "$dir/.installed-dev"
 }
 
 oldest=$(printf '%s\n' $PYTHONS | sort -V | head -n 1)

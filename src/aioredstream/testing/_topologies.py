@@ -248,7 +248,11 @@ class SentinelDeployment:
     def _sentinels_ready(self) -> bool:
         for sentinel in self.sentinels:
             with _admin(sentinel) as conn:
-                info = conn.sentinel_master(self.service)
+                # raw: redis-py 6.3-7.0's sentinel_master() fails in its own reply parser
+                reply = conn.execute_command("SENTINEL", "MASTER", self.service)
+                if not isinstance(reply, dict):  # RESP2: field, value, field, value, ...
+                    reply = dict(zip(reply[::2], reply[1::2], strict=True))
+                info = reply
                 if int(info["num-other-sentinels"]) != len(self.sentinels) - 1:
                     return False
                 if int(info["num-slaves"]) < 1:
