@@ -120,6 +120,5 @@ def _chart(runs: Runs, path: Path) -> None:
         f"{m['server']}{_factory(m)}",
         fontsize=9,
     )
-    fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -70,6 +70,7 @@ def _run_and_signal(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # 50 starts and stops of a CLI process: over 60 s on a loaded machine
 def test_workers_stop_cleanly_on_signals_at_random_moments(
     server: ServerProcess, tmp_path: Path
 ) -> None:
