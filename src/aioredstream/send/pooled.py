@@ -63,7 +63,7 @@ async def _checked(pool: Any) -> AbstractConnection:
 def closed(conn: Any) -> bool:
     """The server closed ``conn`` (end of stream, a reset) or left bytes on it while idle.
 
-    Only what the event loop already knows, no syscall (about 0.4 µs): its transport
+    Only what the event loop already knows, no syscall (under 1 µs): its transport
     reads an idle socket in the background, so a close the loop has seen is in the
     stream. Buffered bytes other than a RESP3 push (which the wire skips) would pass
     for the reply to the next command.
@@ -76,8 +76,8 @@ def closed(conn: Any) -> bool:
     buffered = reader._buffer
     if buffered and buffered[0] != _PUSH_MARK:
         return True
-    writer: Any = conn._writer
-    return writer is not None and bool(writer.transport.is_closing())
+    transport: Any = getattr(conn._writer, "transport", None)
+    return transport is not None and bool(transport.is_closing())
 
 
 async def drop(conn: AbstractConnection) -> None:
