@@ -146,6 +146,12 @@ class _Pipe:
     def is_closing(self) -> bool:
         return self._closed
 
+    @property
+    def transport(self) -> _Pipe:
+        """The pipe is its own transport (redis-py 8.2 asks the writer's transport
+        whether it is closing before each write)."""
+        return self
+
     async def wait_closed(self) -> None:
         return None
 
