@@ -69,7 +69,7 @@ async def test_failover_is_survived_with_wait_semantics_intact(
     fresh_sentinel_group: SentinelDeployment,
 ) -> None:
     group = fresh_sentinel_group
-    sentinel = Sentinel(group.addresses)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(group.addresses)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
     client = sentinel.master_for(group.service, socket_timeout=2)
     try:
         producer = Producer(client, wait=1, wait_timeout=0.5)

@@ -67,7 +67,7 @@ async def test_workers_survive_a_failover_and_lose_nothing(
     fresh_sentinel_group: SentinelDeployment, caplog: pytest.LogCaptureFixture
 ) -> None:
     group = fresh_sentinel_group
-    sentinel = Sentinel(group.addresses)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(group.addresses)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
     client = sentinel.master_for(group.service, socket_timeout=2)
     seen: set[int] = set()
 
