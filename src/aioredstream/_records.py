@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from operator import attrgetter, itemgetter
 from typing import Any, ClassVar, Generic, TypeVar
 
 import inflection
@@ -39,6 +40,7 @@ __all__ = [
     "StreamSpec",
     "default_registry",
     "default_stream_name",
+    "id_getter",
     "payload_error",
     "register",
 ]
@@ -308,6 +310,20 @@ def _id_key(record: Any) -> Any:
 
 def _id_payload(record: Any) -> Any:
     return {"id": _id_key(record)}
+
+
+def id_getter(spec: StreamSpec, cls: type) -> Callable[[Any], Any] | None:
+    """How to read the id of a ``cls`` record whose payload is ``{"id": <its id>}`` (the
+    defaults: :class:`Model`'s unless overridden, or :func:`register` without a payload);
+    ``None`` for any other payload. The producer writes such payloads itself."""
+    if spec.payload is _id_payload:
+        return itemgetter("id") if issubclass(cls, dict) else attrgetter("id")
+    if (
+        spec.payload is _default_payload
+        and getattr(cls, "redstream_payload", None) is Model.redstream_payload
+    ):
+        return attrgetter("id")
+    return None
 
 
 def payload_error(
