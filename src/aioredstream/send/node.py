@@ -47,12 +47,11 @@ class NodeSender:
             if chunk == last and acks.count:
                 wait_results.extend(replies[len(replies) - acks.count :])
                 replies = replies[: len(replies) - acks.count]
-            decoded = [reply.decode() for reply in replies if reply.__class__ is bytes]
-            if len(decoded) < len(replies):
+            if {bytes} != set(map(type, replies)):
                 for position, reply in enumerate(replies):
                     if not isinstance(reply, bytes):
                         raise_command_error(reply, "XADD", len(ids) + position, self.client)
-            ids.extend(decoded)
+            ids.extend(map(bytes.decode, replies))
 
         await wire.execute(
             self.client,
