@@ -12,7 +12,7 @@ from .._packing import Slice, Target
 from ..errors import UnsupportedError
 from . import wire
 from .acks import Acks
-from .base import encoded, submit_queue_delete
+from .base import submit_queue_delete
 from .coalesce import Coalescer
 from .queueing import QueueUnit, QueueWithDeletes
 from .replies import raise_command_error
@@ -122,5 +122,5 @@ def _units(slices: list[Slice], ids: Sequence[str | bytes]) -> Iterator[QueueUni
     start = 0
     for part in slices:
         end = start + len(part)
-        yield QueueUnit(part.queue_commands(), part.targets, encoded(ids[start:end]), start)
+        yield QueueUnit(part.queue_commands(), part.targets, ids[start:end], start)
         start = end

@@ -29,7 +29,11 @@ class QueueUnit:
     __slots__ = ("data", "first", "ids", "targets")
 
     def __init__(
-        self, data: bytes, targets: Target | Sequence[Target], ids: Sequence[bytes], first: int
+        self,
+        data: bytes,
+        targets: Target | Sequence[Target],
+        ids: Sequence[str | bytes],
+        first: int,
     ) -> None:
         self.data = data
         self.targets = targets  # one Target when the unit's records share it
@@ -45,7 +49,7 @@ class QueueUnit:
             else:
                 ok = [raw for raw, reply in zip(self.ids, replies, strict=True) if _done(reply)]
             return (_xdel(targets, ok), 1) if ok else (b"", 0)
-        by_stream: dict[bytes, tuple[Target, list[bytes]]] = {}
+        by_stream: dict[bytes, tuple[Target, list[str | bytes]]] = {}
         for target, raw, reply in zip(targets, self.ids, replies, strict=True):
             if _done(reply):
                 by_stream.setdefault(target.xdel_head, (target, []))[1].append(raw)
@@ -60,12 +64,21 @@ def _all_done(replies: list[Any]) -> bool:
     return wire.ReplyError not in map(type, replies)  # one C-level pass
 
 
-def _xdel(target: Target, ids: Sequence[bytes]) -> bytes:
-    """``XDEL <delay key> <ids>``, the ids framed by one format call."""
+def _xdel(target: Target, ids: Sequence[str | bytes]) -> bytes:
+    """``XDEL <delay key> <ids>``, the ids framed by one format call: ``str`` as
+    ``send_delay`` returns them (ASCII: their length in characters is in bytes), or
+    ``bytes``."""
     head = b"*%d\r\n%b" % (len(ids) + 2, target.xdel_head)
-    return head + (b"$%d\r\n%b\r\n" * len(ids)) % tuple(
-        chain.from_iterable(zip(map(len, ids), ids, strict=True))
-    )
+    if {str} == set(map(type, ids)):
+        text = ("$%d\r\n%s\r\n" * len(ids)) % _with_lengths(ids)
+        if text.isascii():
+            return head + text.encode()
+    raws = [i.encode() if isinstance(i, str) else i for i in ids]
+    return head + (b"$%d\r\n%b\r\n" * len(raws)) % _with_lengths(raws)
+
+
+def _with_lengths(ids: Sequence[str | bytes]) -> tuple[int | str | bytes, ...]:
+    return tuple(chain.from_iterable(zip(map(len, ids), ids, strict=True)))
 
 
 class QueueWithDeletes:
