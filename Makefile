@@ -81,6 +81,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 ## benchmarks against a server they start; writes benchmarks/results.{json,md,png}
+## (the HTTP row needs wrk, a Debian package: `apt-get install -y wrk`; skipped without it)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
 

@@ -44,6 +44,7 @@ def _tables(run: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {row['commands_per_s']:,.0f} | {_number(row.get('records_per_s'))} |"
         )
+    lines += _busy_table(run.get("busy") or {})
     names = list(dict.fromkeys(k for row in run["concurrency"].values() for k in row))
     lines += ["", "| concurrent handlers | " + " | ".join(names) + " |"]
     lines.append("|---:|" + "---:|" * len(names))
@@ -55,6 +56,7 @@ def _tables(run: dict[str, Any]) -> list[str]:
     lines += [f"| {k} | {v:,.0f} |" for k, v in run["consumer"].items()]
     lines += ["", "| single delay latency | µs |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in run["latency_us"].items()]
+    lines += _http_table(run.get("http") or {})
     if run["memory_bytes_per_record"]:
         lines += ["", "| bulk peak memory (1M records) | bytes/record |", "|---|---:|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in run["memory_bytes_per_record"].items()]
@@ -64,6 +66,57 @@ def _tables(run: dict[str, Any]) -> list[str]:
 def _factory(machine: dict[str, Any]) -> str:
     factory = machine.get("task_factory", "default")
     return "" if factory == "default" else f", asyncio.{factory}_task_factory"
+
+
+def _busy_table(busy: dict[str, Any]) -> list[str]:
+    if not busy:
+        return []
+    return [
+        "",
+        f"| bulk() of {busy['records']:,} records (median of {busy['rounds']}) | records/s | "
+        "server busy | server-bound limit, records/s | client µs/record | server µs/record |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| aioredstream | {busy['records_per_s']:,.0f} | {busy['server_busy']:.0%} | "
+        f"{busy['server_bound_records_per_s']:,.0f} | {busy['client_us_per_record']:.2f} | "
+        f"{busy['server_us_per_record']:.2f} |",
+        "",
+        "(server busy: the server's CPU time (INFO cpu) / wall time; server-bound limit: "
+        "records / the server's CPU time; client: the process's CPU time per record)",
+    ]
+
+
+def _http_table(http: dict[str, Any]) -> list[str]:
+    if not http:
+        return []
+    if "skipped" in http:
+        return ["", f"HTTP benchmark skipped: {http['skipped']}"]
+    lines = [
+        "",
+        f"PUT /users/{{id}} under wrk: {http['server']}; median of {http['rounds']} "
+        f"alternating rounds of {http['duration_s']} s",
+        "",
+        "| connections | handler | requests/s | p50 ms | p99 ms | CPU µs/request | "
+        "extra µs/request | extra µs/request from rps | errors | streams check |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for connections, rows in http["connections"].items():
+        for variant, row in rows.items():
+            bare = variant == "bare"
+            extra = "-" if bare else f"{row['extra_us_per_request']:.0f}"
+            from_rps = "-" if bare else f"{row['extra_us_per_request_from_rps']:.0f}"
+            lines.append(
+                f"| {connections} | {variant} | {row['rps']:,.0f} | {row['p50_us'] / 1000:.1f} | "
+                f"{row['p99_us'] / 1000:.1f} | {row['cpu_us_per_request']:.0f} | {extra} | "
+                f"{from_rps} | {row['errors']} | {'ok' if row['consistent'] else 'MISMATCH'} |"
+            )
+    lines += [
+        "",
+        "(CPU µs/request: the uvicorn process's CPU time (all threads) per completed request; "
+        "extra: that minus the bare handler's; from rps: 1e6/rps - 1e6/rps of the bare "
+        "handler; streams check: queue stream length = handlers completed >= wrk's "
+        "successful requests, delay stream empty, after every run)",
+    ]
+    return lines
 
 
 def _number(value: float | str | None, spec: str = ",.0f") -> str:

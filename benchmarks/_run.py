@@ -13,12 +13,16 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from aioredstream import Producer
-from benchmarks import _bulk, _handlers, _suite
+from benchmarks import _bulk, _busy, _handlers, _http, _suite
 from benchmarks._bulk import BULK_METHODS, Clients
 from benchmarks._suite import BenchUser, Results, Sizes
 
 
-async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -> Results:
+async def run_suite(
+    url: str, port: int, sizes: Sizes, *, memory: bool = True, http: bool = True
+) -> Results:
+    """Every benchmark; ``memory`` and ``http`` (its own processes) run once per suite run
+    that asks (the json run: the encoder changes them little)."""
     _suite.set_task_factory()
     client = Redis.from_url(url)
     glide = await _suite.glide_client(url) if _suite.glide_installed() else None
@@ -26,6 +30,8 @@ async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -
     results = Results(machine=await _suite.machine_info(client), sizes=asdict(sizes))
     try:
         c_rate = await _bulk_rounds(clients, port, sizes, results)
+        busy = await _busy.run(url, sizes.busy, sizes.rounds)
+        results.busy = {k: v for k, v in busy.items() if k != "samples"}
         await _concurrency(clients, sizes, results)
         await _latency(client, sizes, results)
         await _consumer(client, url, sizes, results)
@@ -33,6 +39,8 @@ async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -
             results.memory_bytes_per_record[method] = _suite.memory_per_record(
                 url, method, sizes.memory
             )
+        if http and sizes.http_rounds:
+            results.http = await asyncio.to_thread(_http_rows, url, sizes)
     finally:
         await client.flushall()
         await client.aclose()
@@ -42,6 +50,13 @@ async def run_suite(url: str, port: int, sizes: Sizes, *, memory: bool = True) -
     return results
 
 
+def _http_rows(url: str, sizes: Sizes) -> dict[str, Any]:
+    reason = _http.unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    return _http.run(url, sizes.http_connections, sizes.http_rounds, sizes.http_duration_s)
+
+
 async def _bulk_rounds(clients: Clients, port: int, sizes: Sizes, results: Results) -> float | None:
     """Every method once per round, the C client too; returns its best XADD/s."""
     methods = dict(BULK_METHODS)
@@ -49,6 +64,7 @@ async def _bulk_rounds(clients: Clients, port: int, sizes: Sizes, results: Resul
         methods.pop(_bulk.FASTSTREAM)
     if clients.glide is None:
         methods.pop(_bulk.GLIDE)
+        methods.pop(_bulk.GLIDE_MULTI)
     client = clients.redis
     for method in methods.values():  # warm up: imports, connections, first use
         await method(clients, [BenchUser(i) for i in range(10)])
@@ -143,9 +159,17 @@ def _ratios(results: Results, c_rate: float | None) -> None:
     bulk = results.bulk
     ours = bulk[_bulk.PRODUCER]["commands_per_s"]
     ratios = results.ratios
+    if _bulk.GLIDE_MULTI in bulk:  # the headline: the strongest hand-written form
+        ratios["bulk vs hand-written valkey-glide, multi-id XDEL"] = (
+            ours / bulk[_bulk.GLIDE_MULTI]["commands_per_s"]
+        )
     ratios["bulk vs hand-written redis.asyncio"] = ours / bulk[_bulk.HANDWRITTEN]["commands_per_s"]
     if _bulk.GLIDE in bulk:
-        ratios["bulk vs hand-written valkey-glide"] = ours / bulk[_bulk.GLIDE]["commands_per_s"]
+        ratios["bulk vs hand-written valkey-glide, XDEL per record"] = (
+            ours / bulk[_bulk.GLIDE]["commands_per_s"]
+        )
+    if results.busy:
+        ratios["server busy during bulk()"] = results.busy["server_busy"]
     if c_rate:
         ratios["bulk vs redis-benchmark -P 250 -c 1 (3 commands/record)"] = ours / c_rate
     top = max(results.concurrency, key=int)
@@ -171,11 +195,10 @@ def main(argv: list[str]) -> None:
     url, port, sizes_json = argv
     fields: dict[str, Any] = json.loads(sizes_json)
     fields["concurrency"] = tuple(fields["concurrency"])
+    fields["http_connections"] = tuple(fields["http_connections"])
     sizes = Sizes(**fields)
-    memory = (
-        _suite.payload_encoder() == "json"
-    )  # once is enough: the encoder does not change it much
-    results: Any = asyncio.run(run_suite(url, int(port), sizes, memory=memory))
+    once = _suite.payload_encoder() == "json"  # memory, http: the encoder changes them little
+    results: Any = asyncio.run(run_suite(url, int(port), sizes, memory=once, http=once))
     print(json.dumps(asdict(results)))
 
 

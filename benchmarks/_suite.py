@@ -145,6 +145,12 @@ class Sizes:
     latency_calls: int = 2_000
     consumer: int = 50_000
     memory: int = 1_000_000
+    #: bulk() records of the server-busy measurement
+    busy: int = 200_000
+    #: the HTTP benchmark: wrk's connection counts, seconds per run, rounds (0: not run)
+    http_connections: tuple[int, ...] = (64, 512)
+    http_duration_s: int = 5
+    http_rounds: int = 3
 
 
 @dataclass
@@ -156,6 +162,8 @@ class Results:
     latency_us: dict[str, float] = field(default_factory=dict)
     consumer: dict[str, float] = field(default_factory=dict)
     memory_bytes_per_record: dict[str, float] = field(default_factory=dict)
+    busy: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
 
 

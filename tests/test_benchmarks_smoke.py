@@ -29,6 +29,10 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
         latency_calls=5,
         consumer=2500,
         memory=600,
+        busy=600,
+        http_connections=(8,),
+        http_duration_s=1,
+        http_rounds=1,
     )
     results = await run_suite(server.url, server.port, sizes)
     write({"local": asdict(results)}, tmp_path)
@@ -37,11 +41,21 @@ async def test_benchmarks_run_at_a_tiny_size_and_write_every_output(
     assert data["machine"]["python"] == platform.python_version()
     assert data["machine"]["redis_py"] == redis.__version__
     assert set(data["ratios"]) >= {
+        "bulk vs hand-written valkey-glide, multi-id XDEL",
         "bulk vs hand-written redis.asyncio",
-        "bulk vs hand-written valkey-glide",
+        "bulk vs hand-written valkey-glide, XDEL per record",
+        "server busy during bulk()",
         "Consumer.run vs bare loop",
         "delay latency vs bare xadd",
     }
+    assert data["busy"]["server_busy"] > 0
+    assert data["busy"]["client_us_per_record"] > 0
+    if shutil.which("wrk"):  # the HTTP row: every variant answered, the streams add up
+        rows = data["http"]["connections"]["8"]
+        assert set(rows) == {"bare", "aioredstream", "redis", "glide"}
+        assert all(row["errors"] == 0 and row["consistent"] for row in rows.values()), rows
+    else:
+        assert "wrk" in data["http"]["skipped"]
     # 150 concurrent handlers succeed on a default client with the producer
     assert isinstance(data["concurrency"]["150"]["aioredstream, default client"], float)
     if shutil.which("redis-benchmark"):

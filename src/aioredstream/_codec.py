@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENCODER", "ENCODERS", "MAX_NESTING", "NestingError", "dumps"]
+__all__ = ["ENCODER", "ENCODERS", "MAX_NESTING", "NestingError", "dumps", "encoder"]
 
 #: Ruby's ``JSON.parse`` default ``max_nesting``: one level deeper raises ``JSON::NestingError``
 MAX_NESTING = 100
@@ -77,6 +77,37 @@ def _stdlib_dumps(obj: Any) -> bytes:
     if len(out) >= _SHORTEST_TOO_DEEP:
         _check_depth(obj, out)
     return out
+
+
+def _stdlib_many() -> Callable[[Any], bytes]:
+    """``_stdlib_dumps`` for the many payloads of one call: one C encoder for all of them.
+
+    The encoder's ``markers`` dict (the circular-reference check) is empty again after
+    every value it encoded; a value that fails may leave entries behind, so a failure
+    makes a fresh encoder for whatever comes next.
+    """
+    if _c_make_encoder is None:  # pragma: no cover - CPython always has _json
+        return _stdlib_dumps
+
+    def fresh() -> Any:
+        return _c_make_encoder(
+            {}, _uuid_as_str, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+
+    make = fresh()
+
+    def dumps(obj: Any) -> bytes:
+        nonlocal make
+        try:
+            out = "".join(make(obj, 0)).encode()
+        except BaseException:
+            make = fresh()
+            raise
+        if len(out) >= _SHORTEST_TOO_DEEP:
+            _check_depth(obj, out)
+        return out
+
+    return dumps
 
 
 def _check_depth(obj: Any, out: bytes) -> None:
@@ -170,6 +201,14 @@ def _has_non_finite(obj: Any) -> bool:
 _fast = _make_orjson_dumps()
 dumps: Callable[[Any], bytes] = _fast or _stdlib_dumps
 ENCODER = "orjson" if _fast else "json"
+
+
+def encoder() -> Callable[[Any], bytes]:
+    """``dumps`` for the payloads of one call (the same bytes and refusals; the standard
+    library's encoder is built once per call instead of once per payload)."""
+    return _fast or _stdlib_many()
+
+
 #: every encoder this process can use, by name (the tests hold both to the same rule)
 ENCODERS: dict[str, Callable[[Any], bytes]] = {"json": _stdlib_dumps}
 if _fast:

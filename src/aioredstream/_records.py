@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from operator import attrgetter, itemgetter
 from typing import Any, ClassVar, Generic, TypeVar
 
 import inflection
@@ -39,6 +40,7 @@ __all__ = [
     "StreamSpec",
     "default_registry",
     "default_stream_name",
+    "id_getter",
     "payload_error",
     "reads_only_id",
     "register",
@@ -331,6 +333,20 @@ def reads_only_id(spec: StreamSpec, cls: type) -> bool:
 def _inherited(cls: type, name: str) -> bool:
     """Whether ``cls`` has `Model`'s own method ``name``, not an override."""
     return inspect.getattr_static(cls, name, None) is Model.__dict__[name]
+
+
+def id_getter(spec: StreamSpec, cls: type) -> Callable[[Any], Any] | None:
+    """How to read the id of a ``cls`` record whose payload is ``{"id": <its id>}`` (the
+    defaults: `Model`'s unless overridden, or `register` without a payload);
+    ``None`` for any other payload. The producer writes such payloads itself."""
+    if spec.payload is _id_payload:
+        return itemgetter("id") if issubclass(cls, dict) else attrgetter("id")
+    if (
+        spec.payload is _default_payload
+        and getattr(cls, "redstream_payload", None) is Model.redstream_payload
+    ):
+        return attrgetter("id")
+    return None
 
 
 def payload_error(

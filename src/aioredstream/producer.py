@@ -12,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from . import _cluster, _telemetry
 from ._keys import DELAY_SUFFIX, Keys
 from ._packing import Slice, Target, encoded, pack_slices
-from ._records import PerRecord, Registry, StreamSpec, default_registry
+from ._records import PerRecord, Registry, StreamSpec, default_registry, id_getter
 from ._sharding import Sharded
 from ._validate import check_count, check_id_bytes, check_ids_bytes, check_seconds
 from .errors import ArgumentError
@@ -120,7 +120,8 @@ class Producer:
         if picker is None:
             spec = self.registry.resolve(cls, index)
             if spec.shards is None and spec.name_of is None:
-                target = self._targets[cls] = Target(spec, self.keys)
+                target = Target(spec, self.keys, id_getter(spec, cls))
+                self._targets[cls] = target
                 return target
             payload = spec.payload
 

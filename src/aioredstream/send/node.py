@@ -12,7 +12,7 @@ from .._packing import Slice, Target
 from ..errors import UnsupportedError
 from . import wire
 from .acks import Acks
-from .base import encoded, submit_queue_delete
+from .base import submit_queue_delete
 from .coalesce import Coalescer
 from .queueing import QueueUnit, QueueWithDeletes
 from .replies import raise_command_error
@@ -53,12 +53,11 @@ class NodeSender:
             if chunk == last and acks.count:
                 wait_results.extend(replies[len(replies) - acks.count :])
                 replies = replies[: len(replies) - acks.count]
-            decoded = [reply.decode() for reply in replies if reply.__class__ is bytes]
-            if len(decoded) < len(replies):
+            if {bytes} != set(map(type, replies)):
                 for position, reply in enumerate(replies):
                     if not isinstance(reply, bytes):
                         raise_command_error(reply, "XADD", len(ids) + position, self.client)
-            ids.extend(decoded)
+            ids.extend(map(bytes.decode, replies))
 
         await wire.execute(
             self.client,
@@ -143,5 +142,5 @@ def _units(slices: list[Slice], ids: Sequence[str | bytes]) -> Iterator[QueueUni
     start = 0
     for part in slices:
         end = start + len(part)
-        yield QueueUnit(part.queue_commands(), part.targets, encoded(ids[start:end]), start)
+        yield QueueUnit(part.queue_commands(), part.targets, ids[start:end], start)
         start = end

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from .._packing import Target
@@ -28,7 +29,11 @@ class QueueUnit:
     __slots__ = ("data", "first", "ids", "targets")
 
     def __init__(
-        self, data: bytes, targets: Target | Sequence[Target], ids: Sequence[bytes], first: int
+        self,
+        data: bytes,
+        targets: Target | Sequence[Target],
+        ids: Sequence[str | bytes],
+        first: int,
     ) -> None:
         self.data = data
         self.targets = targets  # one Target when the unit's records share it
@@ -39,9 +44,12 @@ class QueueUnit:
         """``XDEL``s of the delay ids whose XADD succeeded: one per delay stream."""
         targets = self.targets
         if isinstance(targets, Target):
-            ok = [raw for raw, reply in zip(self.ids, replies, strict=True) if _done(reply)]
+            if _all_done(replies):
+                ok = self.ids
+            else:
+                ok = [raw for raw, reply in zip(self.ids, replies, strict=True) if _done(reply)]
             return (_xdel(targets, ok), 1) if ok else (b"", 0)
-        by_stream: dict[bytes, tuple[Target, list[bytes]]] = {}
+        by_stream: dict[bytes, tuple[Target, list[str | bytes]]] = {}
         for target, raw, reply in zip(targets, self.ids, replies, strict=True):
             if _done(reply):
                 by_stream.setdefault(target.xdel_head, (target, []))[1].append(raw)
@@ -52,9 +60,25 @@ def _done(reply: Any) -> bool:
     return reply.__class__ is not wire.ReplyError
 
 
-def _xdel(target: Target, ids: list[bytes]) -> bytes:
+def _all_done(replies: list[Any]) -> bool:
+    return wire.ReplyError not in map(type, replies)  # one C-level pass
+
+
+def _xdel(target: Target, ids: Sequence[str | bytes]) -> bytes:
+    """``XDEL <delay key> <ids>``, the ids framed by one format call: ``str`` as
+    ``send_delay`` returns them (ASCII: their length in characters is in bytes), or
+    ``bytes``."""
     head = b"*%d\r\n%b" % (len(ids) + 2, target.xdel_head)
-    return head + b"".join([b"$%d\r\n%b\r\n" % (len(raw), raw) for raw in ids])
+    if {str} == set(map(type, ids)):
+        text = ("$%d\r\n%s\r\n" * len(ids)) % _with_lengths(ids)
+        if text.isascii():
+            return head + text.encode()
+    raws = [i.encode() if isinstance(i, str) else i for i in ids]
+    return head + (b"$%d\r\n%b\r\n" * len(raws)) % _with_lengths(raws)
+
+
+def _with_lengths(ids: Sequence[str | bytes]) -> tuple[int | str | bytes, ...]:
+    return tuple(chain.from_iterable(zip(map(len, ids), ids, strict=True)))
 
 
 class QueueWithDeletes:
@@ -101,7 +125,7 @@ class QueueWithDeletes:
             self._unread -= 1
             added = replies[: len(unit.ids)]
             replies = replies[len(unit.ids) :]
-            if self.refused is None:
+            if self.refused is None and not _all_done(added):
                 for position, reply in enumerate(added):
                     if not _done(reply):
                         self.refused = (reply, unit.first + position)
@@ -110,7 +134,7 @@ class QueueWithDeletes:
             if count:
                 self._ready.append(data)
                 self._ready_count += count
-        if self.failed_delete is None:
+        if self.failed_delete is None and not _all_done(replies):
             for reply in replies:
                 if not _done(reply):
                     self.failed_delete = (reply, -1)

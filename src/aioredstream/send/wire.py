@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 import anyio
@@ -59,10 +60,13 @@ Chunk = tuple[bytes, int]
 #: called with each chunk's replies, in order
 Sink = Callable[[int, list[Any]], None]
 
-_READ_SIZE = 1 << 16
+# Up to this much is fed to a parser at once: hiredis moves what it holds to the front
+# of its buffer after every 1 KiB it parses, so a big feed costs O(size^2).
+_READ_SIZE = 1 << 14
 # What asyncio says when a transport or future of another loop is touched.
 _OTHER_LOOP = ("Event loop is closed", "attached to a different loop", "different event loop")
 _PUSH = hiredis.PushNotification
+_MORE = object()  # what a parser's gets() returns until a whole reply is in (see _Replies)
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -192,13 +196,13 @@ async def exchange(
     conn = await acquire(pool, what, connect_timeout_s)
     try:
         reader_stream, writer = _streams_of(conn)
-        parser = hiredis.Reader()  # error replies are hiredis.ReplyError by default
+        replies_of = _Replies(reader_stream)  # error replies are hiredis.ReplyError
         writer.write(data)
         await writer.drain()
         timeout_s: float | None = conn.socket_timeout
         if timeout_s is not None:
             timeout_s = None if last_read_extra_s is None else timeout_s + last_read_extra_s
-        replies = await _read(reader_stream, parser, count, timeout_s)
+        replies = await replies_of.take(count, timeout_s)
     except BaseException as exc:
         translated = await _failed(pool, conn, exc, what)
         if translated is None:
@@ -287,7 +291,7 @@ async def _exchange(
             readonly.append(True)
         return ReplyError(message)
 
-    parser = hiredis.Reader(replyError=reply_error)
+    replies = _Replies(reader_stream, replyError=reply_error)
     timeout_s: float | None = conn.socket_timeout
     pending: list[int] = []  # reply counts of chunks written and not yet read
     index = 0
@@ -295,7 +299,7 @@ async def _exchange(
         if chunk is None:
             if pending:
                 await writer.drain()
-                sink(index, await _read(reader_stream, parser, pending.pop(0), timeout_s))
+                sink(index, await replies.take(pending.pop(0), timeout_s))
                 index += 1
             continue
         data, count = chunk
@@ -303,7 +307,7 @@ async def _exchange(
         pending.append(count)
         if len(pending) > window:
             await writer.drain()
-            sink(index, await _read(reader_stream, parser, pending.pop(0), timeout_s))
+            sink(index, await replies.take(pending.pop(0), timeout_s))
             index += 1
     await writer.drain()
     while pending:
@@ -311,7 +315,7 @@ async def _exchange(
         last_timeout = timeout_s
         if not pending and timeout_s is not None:
             last_timeout = None if last_read_extra_s is None else timeout_s + last_read_extra_s
-        sink(index, await _read(reader_stream, parser, count, last_timeout))
+        sink(index, await replies.take(count, last_timeout))
         index += 1
     return bool(readonly)
 
@@ -330,30 +334,45 @@ def _streams_of(conn: AbstractConnection) -> tuple[asyncio.StreamReader, asyncio
     return reader_stream, writer
 
 
-async def _read(
-    stream: asyncio.StreamReader, parser: Any, count: int, timeout_s: float | None
-) -> list[Any]:
-    replies: list[Any] = []
-    append = replies.append
-    gets = parser.gets
-    while True:
-        while len(replies) < count:
-            reply = gets()
-            if reply is False:
-                break
-            if reply.__class__ is _PUSH:
-                continue  # RESP3 out-of-band (tracking, maintenance): not a reply
-            append(reply)
-        else:
-            return replies
-        if timeout_s is None:
-            data = await stream.read(_READ_SIZE)
-        else:
-            async with asyncio.timeout(timeout_s):
-                data = await stream.read(_READ_SIZE)
-        if not data:
-            raise ServerConnectionError("the server closed the connection mid-reply")
-        parser.feed(data)
+class _Replies:
+    """The replies arriving on one connection, in order: `take` the next ``count``.
+
+    A chunk's replies are taken from the parser in one C-level loop. RESP3 pushes
+    (tracking, maintenance notifications) are not replies and are skipped; a push
+    starts with ``>``, so the replies are searched for them only once the
+    connection has sent that byte at all (never, with our commands' replies).
+    """
+
+    __slots__ = ("feed", "gets", "pushes", "stream")
+
+    def __init__(self, stream: asyncio.StreamReader, **options: Any) -> None:
+        # gets() says "no whole reply yet" with _MORE, not with False (== a 0 reply)
+        parser = hiredis.Reader(notEnoughData=_MORE, **options)
+        self.feed = parser.feed
+        self.gets = parser.gets
+        self.stream = stream
+        self.pushes = False
+
+    async def take(self, count: int, timeout_s: float | None) -> list[Any]:
+        replies: list[Any] = []
+        gets = self.gets
+        while True:
+            replies += islice(iter(gets, _MORE), count - len(replies))
+            if self.pushes and _PUSH in map(type, replies):
+                replies = [reply for reply in replies if reply.__class__ is not _PUSH]
+                continue  # the parser may hold the replies the pushes stood in for
+            if len(replies) == count:
+                return replies
+            if timeout_s is None:
+                data = await self.stream.read(_READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout_s):
+                    data = await self.stream.read(_READ_SIZE)
+            if not data:
+                raise ServerConnectionError("the server closed the connection mid-reply")
+            if not self.pushes and data.find(b">") != -1:
+                self.pushes = True
+            self.feed(data)
 
 
 async def call(
