@@ -3,12 +3,12 @@
     .venv/bin/python -m benchmarks._pythons [VENV ...]
 
 (default: ``.venv`` and each ``.venv-py3.*`` of this tree, e.g. made by
-``~/.pyenv/versions/3.12.1/bin/python -m venv .venv-py3.12 && .venv-py3.12/bin/pip install
--e . --group dev``, or ``make test-pythons``). One server; every round runs each interpreter once (the order
-alternates), each in a process of its own with stdlib json: ``bulk()`` of
-``BULK`` records (records/s, server busy, client µs/record) beside the valkey-glide
-anchor, and waves of 2,000 concurrent handlers (delay, sleep(0), queue) on the
-producer's default client beside one valkey-glide client. Each figure is the median
+``~/.pyenv/versions/3.12.1/bin/python -m venv .venv-py3.12 && .venv-py3.12/bin/pip
+install -e . --group dev``, or ``make test-pythons``). One server; every round runs each
+interpreter once (the order alternates), each in a process of its own with stdlib json:
+``bulk()`` of ``BULK`` records (records/s, server busy, client µs/record) beside the
+valkey-glide anchor, and waves of 2,000 concurrent handlers (delay, sleep(0), queue) on
+the producer's default client beside one valkey-glide client. Each figure is the median
 of the rounds. Prints a Markdown table and writes ``benchmarks/python_results.json``.
 """
 
