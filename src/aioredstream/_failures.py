@@ -19,12 +19,13 @@ from .errors import (
     TopologyError,
 )
 
-__all__ = ["UNAVAILABLE", "cause", "command_error", "missing_extra", "record_error"]
+__all__ = ["cause", "command_error", "missing_extra", "record_error"]
 
 R = TypeVar("R", bound=RecordError)
-# Error replies of a server that is up but not serving for now (see ServerUnavailableError).
-UNAVAILABLE = ("LOADING ", "BUSY ", "MASTERDOWN ")
 C = TypeVar("C", ServerError, TopologyError, ReplicationError)
+
+# Error replies of a server that is up but not serving for now (see ServerUnavailableError).
+_UNAVAILABLE = ("LOADING ", "BUSY ", "MASTERDOWN ")
 
 
 def cause(exc: BaseException) -> str:
@@ -74,7 +75,7 @@ def command_error(
     A `ServerError` whose ``detail`` is a ``LOADING``, ``BUSY`` or ``MASTERDOWN``
     reply is a `ServerUnavailableError`: every error reply passes here.
     """
-    if error is ServerError and detail.startswith(UNAVAILABLE):
+    if error is ServerError and detail.startswith(_UNAVAILABLE):
         error = cast("type[C]", ServerUnavailableError)
     where = what or command or "?"
     if index is not None:

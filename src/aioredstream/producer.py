@@ -41,15 +41,15 @@ class Producer:
 
     ``client`` may also be a ``redis.asyncio.cluster.RedisCluster`` (writes are
     grouped per node, WAIT runs per node) or a Sentinel's ``master_for()`` client.
+    ``hash_tags`` picks the key layout (see `aioredstream._keys`): ``None``
+    means hash tags on a cluster, the Ruby layout elsewhere.
 
     ``connect_timeout_s`` is the longest a call waits for a connection before it sends
     anything: a free one from the pool, connecting, reconnecting after a restart,
     redis-py's connect retries (and on a cluster, re-reading the slot map). Past it the
-    call raises [`ServerConnectionError`][aioredstream.errors.ServerConnectionError] having written
-    nothing. ``None`` leaves the wait to the client's ``retry`` and
-    ``socket_connect_timeout`` (redis-py 8's defaults ride out about 5 s).
-    ``hash_tags`` picks the key layout (see `aioredstream._keys`): ``None``
-    means hash tags on a cluster, the Ruby layout elsewhere.
+    call raises [`ServerConnectionError`][aioredstream.errors.ServerConnectionError]
+    having written nothing. ``None`` leaves that wait to the client's ``retry``,
+    ``socket_connect_timeout`` and pool (docs/guarantees.md, "Outages and restarts").
     """
 
     def __init__(

@@ -269,7 +269,7 @@ class Router:
                         await self.client.nodes_manager.initialize()
                         self._stale = False
                     await self.client.initialize()  # a no-op once the client knows the cluster
-            except TimeoutError as exc:
+            except Exception as exc:
                 if not budget.expired():
                     raise
                 raise ServerConnectionError(
