@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Awaitable
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
-from aioredstream import Model, Producer
+from aioredstream import Consumer, Model, Producer
+from aioredstream.send import command
 
 from .helpers import in_use
 
@@ -85,3 +88,43 @@ async def test_a_cancel_during_the_connection_handshake_is_never_lost(
         finally:
             await execute("CLIENT", "UNPAUSE")
         assert await in_use(fresh) == 0
+
+
+@pytest.mark.parametrize(
+    "kind", ["delay", "queue", "bulk_delay", "bulk_queue", "command", "consumer read"]
+)
+async def test_a_cancel_requested_while_the_task_runs_is_never_lost(
+    client: Redis, kind: str
+) -> None:
+    """``asyncio.run``'s SIGINT handler cancels the main task while that task runs: the
+    cancellation is pending until its next await. redis-py 6.x/7.x check a pooled
+    connection inside ``asyncio.timeout(0)``, which took such a cancellation for its own
+    expiry and returned normally: Ctrl-C did not stop ``aioredstream backfill`` (exit 0
+    after queueing every row). Each call must raise it, and leave no connection out."""
+    producer = Producer(client)
+    consumer = Consumer(client, stream_name="taggeds", name="cancel", block=0.01)
+
+    def call() -> Awaitable[object]:
+        if kind == "delay":
+            return producer.delay(Tagged(1))
+        if kind == "queue":
+            return producer.queue(Tagged(1))
+        if kind == "bulk_delay":
+            return producer.bulk_delay([Tagged(1), Tagged(2)])
+        if kind == "bulk_queue":
+            return producer.bulk_queue([Tagged(1), Tagged(2)])
+        if kind == "command":
+            return command.run(client, "PING", what="PING")
+        return consumer.read()
+
+    async def body() -> None:
+        await call()  # a connection in the pool, idle: the path the check takes
+        current = asyncio.current_task()
+        assert current is not None
+        current.cancel()  # requested while this task runs, as a signal handler does
+        await call()
+
+    task = asyncio.create_task(body())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await in_use(client) == 0

@@ -39,7 +39,6 @@ from .._failures import cause
 from ..errors import ArgumentError
 from ..producer import Producer
 from ..send import command as _command
-from ..send.wire import cancellation_kept
 from ._backfill_plan import Key, Plan, Row, make_plan
 
 __all__ = ["Checkpoint", "Progress", "backfill", "load_checkpoint"]
@@ -98,14 +97,11 @@ async def backfill(
             return 0
         if saved is not None:
             after, rows_before = saved.key, saved.rows
-    with cancellation_kept():
-        total = await _scalar(sessions, plan.count(after))
+    total = await _scalar(sessions, plan.count(after))
     report(0, total)
     done = 0
     while True:
-        # the database driver's awaits may swallow a Task.cancel(): it must stop the walk
-        with cancellation_kept():
-            rows, last = await _read(sessions, plan, after)
+        rows, last = await _read(sessions, plan, after)
         if rows:
             await producer.bulk_queue(rows)
             after = last

@@ -257,8 +257,18 @@ async def acquire(
     Python 3.11 that swallows a cancel arriving as the handshake completes
     (python/cpython#86296). The task's ``cancelling()`` count still shows it: give
     the connection back and let the cancellation through.
+
+    A cancellation requested while the task itself was running (``asyncio.run``'s
+    SIGINT handler runs inside whatever task holds the thread) is pending until the
+    task's next await. redis-py before 8 checks a pooled connection inside
+    ``asyncio.timeout(0)``; a pending cancellation delivered there, as that timeout
+    expires, passes for the timeout's own: it becomes a ``TimeoutError`` redis-py
+    ignores, and the ``cancelling()`` count is taken back too, so the call would return
+    normally (Ctrl-C lost). A pending cancellation is therefore delivered here first.
     """
     task = asyncio.current_task()
+    if task is not None and getattr(task, "_must_cancel", False):
+        await asyncio.sleep(0)  # raises the pending CancelledError, the asyncio way
     cancels = task.cancelling() if task is not None else 0
     try:
         conn = await borrow(pool, what, connect_timeout_s)
