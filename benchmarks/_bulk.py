@@ -57,12 +57,7 @@ async def glide_bulk(clients: Clients, records: list[BenchUser]) -> int:
     from glide import Batch
 
     client = clients.glide
-    ids: list[Any] = []
-    for start in range(0, len(records), SLICE):
-        batch = Batch(is_atomic=False)
-        for record in records[start : start + SLICE]:
-            batch.xadd(DELAY, [("payload", payload(record))])
-        ids += await client.exec(batch, raise_on_error=True)
+    ids = await _glide_delays(client, records)
     for start in range(0, len(records), SLICE):
         batch = Batch(is_atomic=False)
         for record, message_id in zip(
@@ -74,18 +69,26 @@ async def glide_bulk(clients: Clients, records: list[BenchUser]) -> int:
     return 3 * len(records)
 
 
-async def glide_multi_xdel_bulk(clients: Clients, records: list[BenchUser]) -> int:
-    """The strongest hand-written valkey-glide form: non-atomic batches of 250, the delay
-    XADDs; then the queue XADDs plus ONE multi-id XDEL per batch."""
+async def _glide_delays(client: Any, records: list[BenchUser]) -> list[Any]:
+    """The delay half of both glide forms: non-atomic batches of 250 XADDs; the ids."""
     from glide import Batch
 
-    client = clients.glide
     ids: list[Any] = []
     for start in range(0, len(records), SLICE):
         batch = Batch(is_atomic=False)
         for record in records[start : start + SLICE]:
             batch.xadd(DELAY, [("payload", payload(record))])
         ids += await client.exec(batch, raise_on_error=True)
+    return ids
+
+
+async def glide_multi_xdel_bulk(clients: Clients, records: list[BenchUser]) -> int:
+    """The strongest hand-written valkey-glide form: non-atomic batches of 250, the delay
+    XADDs; then the queue XADDs plus ONE multi-id XDEL per batch."""
+    from glide import Batch
+
+    client = clients.glide
+    ids = await _glide_delays(client, records)
     for start in range(0, len(records), SLICE):
         batch = Batch(is_atomic=False)
         for record in records[start : start + SLICE]:

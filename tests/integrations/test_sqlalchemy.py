@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,16 @@ from aioredstream import (
 from aioredstream.integrations.sqlalchemy import track
 
 from ..sql import Account, AuditLog, BlogPost, Database, Note, Shop, registry
-from .tracking import Maker, Streams, count_accounts, payloads, streams, tracked
+from .tracking import (
+    Maker,
+    Streams,
+    SyncSession,
+    count_accounts,
+    payloads,
+    streams,
+    sync_tracked,
+    tracked,
+)
 
 # -- what tracked sessions write: each case runs sessions on a tracked maker, may check the
 # streams on the way, and returns every stream it expects afterwards ({} = no key at all)
@@ -395,27 +405,14 @@ async def test_queue_failure_after_commit_is_logged_and_the_commit_stands(
 
 
 async def test_sync_session_refuses_to_flush_tracked_instances(
-    producer: Producer, tmp_path: Any, client: Redis
+    producer: Producer, tmp_path: Path, client: Redis
 ) -> None:
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
-
-    class SyncSession(Session):
-        pass
-
-    engine = create_engine(f"sqlite:///{tmp_path}/sync.db")
-    Account.metadata.create_all(engine)
-    tracker = track(producer, models=[Account], sessions=SyncSession)
-    try:
-        with SyncSession(engine) as session:
-            session.add(Account(name="sync"))
-            with pytest.raises(UnsupportedError, match="AsyncSession"):
-                session.commit()
-            session.rollback()
-            assert session.scalar(select(func.count()).select_from(Account)) == 0
-    finally:
-        tracker.remove()
-        engine.dispose()
+    with sync_tracked(producer, tmp_path) as engine, SyncSession(engine) as session:
+        session.add(Account(name="sync"))
+        with pytest.raises(UnsupportedError, match="AsyncSession"):
+            session.commit()
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(Account)) == 0
     assert await client.keys("*") == []
 
 

@@ -7,6 +7,7 @@ import gc
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -22,12 +23,13 @@ from aioredstream import (
     UnsupportedError,
     shard_of,
 )
-from aioredstream.integrations.sqlalchemy import UntrackedWriteWarning, track
+from aioredstream.integrations.sqlalchemy import UntrackedWriteWarning
 
 from ..sql import Account, Database, Note
 from .tracking import (
     ACCOUNTS,
     Maker,
+    SyncSession,
     count_accounts,
     cursor,
     ids,
@@ -35,6 +37,7 @@ from .tracking import (
     payloads,
     seed,
     streams,
+    sync_tracked,
     tracked,
 )
 
@@ -240,30 +243,15 @@ async def test_opted_out_statements_with_producer_bulk_by_hand(
 
 
 async def test_a_sync_session_refuses_bulk_statements_too(
-    producer: Producer, tmp_path: Any, client: Redis
+    producer: Producer, tmp_path: Path, client: Redis
 ) -> None:
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
-
-    class SyncSession(Session):
-        pass
-
-    engine = create_engine(f"sqlite:///{tmp_path}/sync.db")
-    Account.metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(insert(ACCOUNTS).values(name="sync"))
-    tracker = track(producer, models=[Account], sessions=SyncSession)
-    try:
-        with SyncSession(engine) as session:
-            with pytest.raises(UnsupportedError, match="AsyncSession"):
-                session.execute(update(Account).values(name="changed"))
-            with pytest.raises(sa_exc.PendingRollbackError):
-                session.commit()
-            session.rollback()
-            assert session.scalars(select(Account.name)).all() == ["sync"]
-    finally:
-        tracker.remove()
-        engine.dispose()
+    with sync_tracked(producer, tmp_path, ("sync",)) as engine, SyncSession(engine) as session:
+        with pytest.raises(UnsupportedError, match="AsyncSession"):
+            session.execute(update(Account).values(name="changed"))
+        with pytest.raises(sa_exc.PendingRollbackError):
+            session.commit()
+        session.rollback()
+        assert session.scalars(select(Account.name)).all() == ["sync"]
     assert await client.keys("*") == []
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 from redis.asyncio import Redis
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from aioredstream import Producer
 from aioredstream.integrations.sqlalchemy import track
@@ -85,3 +87,26 @@ async def names(engine: AsyncEngine) -> dict[int, str]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(Account.id, Account.name))
         return {row[0]: row[1] for row in rows}
+
+
+class SyncSession(Session):
+    """A synchronous session class that track() is asked to follow."""
+
+
+@contextmanager
+def sync_tracked(producer: Producer, tmp_path: Path, names: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A synchronous SQLite engine with ``names`` as accounts (written before tracking),
+    with `SyncSession` tracked; tracking removed and the engine disposed afterwards."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path}/sync.db")
+    Account.metadata.create_all(engine)
+    if names:
+        with engine.begin() as conn:
+            conn.execute(insert(ACCOUNTS), [{"name": name} for name in names])
+    tracker = track(producer, models=[Account], sessions=SyncSession)
+    try:
+        yield engine
+    finally:
+        tracker.remove()
+        engine.dispose()
