@@ -80,7 +80,8 @@ docs: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-## benchmarks against a server they start; writes benchmarks/results.{json,md,png}
+## benchmarks against a server they start; writes benchmarks/results.{json,md,png}, and
+## with a venv per Python (make test-pythons) the per-Python rows, python_results.{json,md}
 ## (the HTTP row needs wrk, a Debian package: `apt-get install -y wrk`; skipped without it)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider -q $(PYTEST_ARGS)
