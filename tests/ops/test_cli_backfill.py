@@ -13,6 +13,7 @@ import sqlite3
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ def make_sqlite(path: Path, rows: int) -> str:
         )
     db.close()
     return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(autouse=True)
+def sigint_reaches_the_cli() -> Iterator[None]:
+    """The CLI started here sees SIGINT as from a terminal's Ctrl-C.
+
+    A command started in the background by a non-interactive shell (``make test &``, a
+    CI runner's job) ignores SIGINT, and every process it starts inherits that: the
+    backfill would never see the SIGINT these tests send (it runs to the end, exit 0).
+    A foreground command has the default disposition; this test process takes it while
+    it starts its children.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
