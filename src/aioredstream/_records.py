@@ -319,9 +319,7 @@ def reads_only_id(spec: StreamSpec, cls: type) -> bool:
     backfill then reads only the ``id`` column of each row, no whole objects."""
     if spec.name_of is not None:
         return False
-    payload = spec.payload is _id_payload or (
-        spec.payload is _default_payload and _inherited(cls, "redstream_payload")
-    )
+    payload = id_getter(spec, cls) is not None
     shard_key = (
         not spec.shards
         or spec.shard_key is _id_key
@@ -341,10 +339,7 @@ def id_getter(spec: StreamSpec, cls: type) -> Callable[[Any], Any] | None:
     ``None`` for any other payload. The producer writes such payloads itself."""
     if spec.payload is _id_payload:
         return itemgetter("id") if issubclass(cls, dict) else attrgetter("id")
-    if (
-        spec.payload is _default_payload
-        and getattr(cls, "redstream_payload", None) is Model.redstream_payload
-    ):
+    if spec.payload is _default_payload and _inherited(cls, "redstream_payload"):
         return attrgetter("id")
     return None
 
