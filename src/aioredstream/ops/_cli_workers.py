@@ -168,11 +168,8 @@ def _retry_options(consume: argparse.ArgumentParser) -> None:
 
 
 def _backoff(text: str) -> Backoff:
-    first, comma, most = text.partition(",")
-    if not comma:
-        raise ArgumentError(f"must be FIRST,MOST in seconds (e.g. 0.5,60), got {text!r}")
     try:
-        first_s, most_s = float(first), float(most)
+        first_s, most_s = (float(part) for part in text.split(","))
     except ValueError:
         raise ArgumentError(f"must be FIRST,MOST in seconds (e.g. 0.5,60), got {text!r}") from None
     return exponential(first_s, most_s)

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from .._failures import cause
+
 __all__ = ["KeepAlive"]
 
 logger = logging.getLogger("aioredstream.lock")
@@ -111,7 +113,7 @@ class KeepAlive:
 def _reason(exc: Exception, left_s: float, failures: int) -> str:
     """Why a refresh attempt failed, in words (a bare ``TimeoutError`` has none)."""
     if isinstance(exc, TimeoutError) and not str(exc):
-        cause = f"no reply within the {left_s:.2f}s left"
+        text = f"no reply within the {left_s:.2f}s left"
     else:
-        cause = f"{type(exc).__name__}: {exc}"
-    return cause if failures == 1 else f"{cause} ({failures} attempts)"
+        text = cause(exc)
+    return text if failures == 1 else f"{text} ({failures} attempts)"

@@ -130,11 +130,13 @@ class Lock:
         check_lock_name(name)
         expiry = check_seconds(expiry, "expiry", positive=True)
         refresh = check_seconds(refresh, "refresh", positive=True)
-        margin_s = expiry * MARGIN
-        if not refresh < expiry - margin_s:
+        expiry_ms = max(1, round(expiry * 1000))
+        #: how long after sending a successful get-or-refresh the body may work
+        validity_s = expiry_ms / 1000 * (1 - MARGIN)
+        if not refresh < validity_s:
             raise ArgumentError(
                 f"refresh must be seconds < expiry less its {MARGIN:.0%} safety margin "
-                f"({expiry - margin_s:g}), got {refresh!r}"
+                f"({validity_s:g}), got {refresh!r}"
             )
         keys = keys_for(client, namespace, hash_tags)
         self.name = name
@@ -142,10 +144,9 @@ class Lock:
         self.notify_key = keys.lock_notify(name)
         self.token = secrets.token_hex(16)  # the gem's SecureRandom.hex: 32 hex digits
         self._client = client
-        self._expiry_ms = max(1, round(expiry * 1000))
+        self._expiry_ms = expiry_ms
         self._refresh_s = float(refresh)
-        #: how long after sending a successful get-or-refresh the body may work
-        self._validity_s = self._expiry_ms / 1000 * (1 - MARGIN)
+        self._validity_s = validity_s
         #: the task group of the current take while the body runs: a fenced write that
         #: finds the lock gone ends the take through it
         self._take: anyio.CancelScope | None = None
