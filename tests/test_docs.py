@@ -213,9 +213,11 @@ async def test_quickstart_app_and_worker_keep_the_index_in_sync(
 
     async def indexed() -> bool:
         assert worker.returncode is None, log.read_text()
-        written = index.exists() and json.loads(index.read_text()) == {"1": "Ada", "2": "Grace"}
-        # the handler writes the index before the consumer commits and logs the batch
-        return written and "handled 2 entries of users" in log.read_text()
+        # the consumer logs the batch once the handler returned, so the index is whole by then
+        # (read earlier, the file can be caught half-written: write_text truncates first)
+        if "handled 2 entries of users" not in log.read_text():
+            return False
+        return json.loads(index.read_text()) == {"1": "Ada", "2": "Grace"}
 
     try:
         await eventually(indexed, "the worker indexed both users and committed", timeout_s=30)
