@@ -217,7 +217,8 @@ async def test_quickstart_app_and_worker_keep_the_index_in_sync(
         # (read earlier, the file can be caught half-written: write_text truncates first)
         if "handled 2 entries of users" not in log.read_text():
             return False
-        return json.loads(index.read_text()) == {"1": "Ada", "2": "Grace"}
+        written: dict[str, str] = json.loads(index.read_text())
+        return written == {"1": "Ada", "2": "Grace"}
 
     try:
         await eventually(indexed, "the worker indexed both users and committed", timeout_s=30)
