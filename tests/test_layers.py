@@ -21,6 +21,7 @@ LAYERS = {
     "_version": 0,
     "_validate": 0,
     "_failures": 0,
+    "_tasks": 0,
     "_records": 1,
     "_sharding": 1,
     "_packing": 1,

@@ -512,3 +512,38 @@ async def test_the_guides_example_runs(redis_url: str, client: Redis, tmp_path: 
         "833/833",
         "queued 833 rows; stream length 833",
     ]
+
+
+@pytest.mark.parametrize("reads", [1, 2])
+async def test_a_cancel_during_the_sessions_rollback_still_returns_the_connection_clean(
+    sessions: Maker,
+    engine: AsyncEngine,
+    producer: Producer,
+    client: Redis,
+    caplog: pytest.LogCaptureFixture,
+    reads: int,
+) -> None:
+    """Ctrl-C (a plain Task.cancel()) while a batch's session is closing: the rollback
+    that resets its connection still runs to its end, and the cancellation goes on."""
+    await add_items(sessions, range(1, 101))
+    resets = 0
+    running: asyncio.Future[int] | None = None
+
+    def cancel_in_the_reset(*_: Any) -> None:
+        nonlocal resets
+        resets += 1
+        if resets == reads and running is not None:  # the count's session, the first batch's
+            running.cancel()  # lands at the backfill's next await: inside the close
+
+    event.listen(engine.sync_engine.pool, "reset", cancel_in_the_reset)
+    try:
+        with caplog.at_level("ERROR", logger="sqlalchemy.pool"):
+            running = asyncio.ensure_future(backfill(producer, sessions, Item, batch_size=50))
+            with pytest.raises(asyncio.CancelledError):
+                await running
+    finally:
+        event.remove(engine.sync_engine.pool, "reset", cancel_in_the_reset)
+    assert resets == reads
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
+    assert pool_in_use(engine) == 0
+    assert await queued_ids(client) == []  # cancelled before the first batch was queued

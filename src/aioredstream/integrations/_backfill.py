@@ -30,12 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from sqlalchemy import ColumnElement, Select, inspect
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.sql.elements import ClauseElement
 
 from .._failures import cause
+from .._tasks import completed
 from ..errors import ArgumentError
 from ..producer import Producer
 from ..send import command as _command
@@ -135,8 +135,9 @@ async def _read(
         rows = await session.run_sync(plan.rows, instances)
         return rows, tuple(inspect(instances[-1]).identity or ())
     finally:
-        with anyio.CancelScope(shield=True):  # a cancelled backfill still returns its connection
-            await session.close()
+        # a cancelled backfill still returns its connection, rolled back (a plain
+        # Task.cancel() such as Ctrl-C's would cut the rollback short under an anyio shield)
+        await completed(session.close())
 
 
 async def _scalar(sessions: async_sessionmaker[Any], statement: Select[Any]) -> int:
@@ -144,8 +145,7 @@ async def _scalar(sessions: async_sessionmaker[Any], statement: Select[Any]) -> 
     try:
         return int((await session.execute(statement)).scalar_one())
     finally:
-        with anyio.CancelScope(shield=True):
-            await session.close()
+        await completed(session.close())
 
 
 # -- the checkpoint ----------------------------------------------------------------------

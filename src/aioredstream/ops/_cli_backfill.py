@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._records import default_registry
+from .._tasks import completed
 from .._validate import check_name
 from ..errors import ArgumentError, RecordError, RedstreamError
 from ..producer import Producer
@@ -154,8 +155,7 @@ async def _backfill(args: argparse.Namespace) -> int:
         await _driver_threads_ended(threads_before)
         return 1
     finally:
-        with anyio.CancelScope(shield=True):
-            await engine.dispose()
+        await completed(engine.dispose())
 
 
 async def _run(

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from .._cluster import is_cluster
+from .._tasks import completed
 from .._validate import check_lock_name, check_name, check_seconds
 from ..errors import ArgumentError
 from ..send import command as _command
@@ -282,16 +283,9 @@ class Lock:
         """Delete the key if it still holds our token and wake one waiter (bounded, shielded).
 
         A cancellation that arrives meanwhile waits until the release is done (at most
-        1 s): an anyio shield keeps out anyio's cancellations, but not a plain
-        ``Task.cancel()``, so the release also runs in a task of its own.
+        1 s), a plain ``Task.cancel()`` included (`aioredstream._tasks.completed`).
         """
-        releasing = asyncio.ensure_future(self._release())
-        with anyio.CancelScope(shield=True):  # anyio's cancellations wait for it...
-            try:
-                await asyncio.shield(releasing)
-            except asyncio.CancelledError:  # ...and so does a plain Task.cancel()
-                await asyncio.wait({releasing})
-                raise
+        await completed(self._release())
 
     async def _release(self) -> None:
         with anyio.move_on_after(_RELEASE_TIMEOUT_S) as scope:
