@@ -165,9 +165,7 @@ class Producer:
         if _telemetry.current is None and self._waitaof_checked:
             # the hot path: nothing to instrument, nothing to check first
             return await self._sender.delay_one(target, arg)
-        with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):
-            await self._check_waitaof()
-            return await self._sender.delay_one(target, arg)
+        return await self._delay_instrumented(target, arg)
 
     async def queue(self, record: Any, delay_message_id: str | bytes | None = None) -> bool:
         """Write a queue message for ``record``, then delete its delay message.
@@ -183,10 +181,20 @@ class Producer:
         )
         if _telemetry.current is None:
             await self._sender.queue_one(target, arg, raw)
-            return True
+        else:
+            await self._queue_instrumented(target, arg, raw)
+        return True
+
+    # Out of line, so that the hot paths above hold no closure: a lambda naming
+    # ``target`` would make it a cell, one more object per call for the collector.
+    async def _delay_instrumented(self, target: Target, arg: bytes) -> str:
+        with _telemetry.produce("delay", lambda: [target.name + DELAY_SUFFIX], 1, self.wait):
+            await self._check_waitaof()
+            return await self._sender.delay_one(target, arg)
+
+    async def _queue_instrumented(self, target: Target, arg: bytes, raw: bytes | None) -> None:
         with _telemetry.produce("queue", lambda: [target.name], 1):
             await self._sender.queue_one(target, arg, raw)
-        return True
 
     async def bulk_delay(self, records: Iterable[Any]) -> list[str]:
         """Write delay messages for all ``records`` in slices; WAIT once after the last slice."""

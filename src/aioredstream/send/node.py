@@ -3,7 +3,7 @@ coalescer for concurrent single calls."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,6 +34,7 @@ class NodeSender:
         self.coalescer = Coalescer(
             client, acks=acks, slice_size=slice_size, connect_timeout_s=connect_timeout_s
         )
+        self._message_id, self._queued, self._queued_deleted = _reply_checks(client)
 
     async def send_delay(self, slices: list[Slice]) -> list[str]:
         ids: list[str] = []
@@ -105,21 +106,6 @@ class NodeSender:
             return self.coalescer.submit(target.xadd, arg, delay=False, check=self._queued)
         return submit_queue_delete(self.coalescer, target, arg, delay_id, self._queued_deleted)
 
-    # the reply checks of single calls, run in the caller's task
-    def _message_id(self, reply: Any) -> str:
-        if reply.__class__ is not bytes:
-            raise_command_error(reply, "XADD", None, self.client)
-        message_id: str = reply.decode()
-        return message_id
-
-    def _queued(self, reply: Any) -> None:
-        if reply.__class__ is wire.ReplyError:
-            raise_command_error(reply, "XADD", None, self.client)
-
-    def _queued_deleted(self, reply: Any) -> None:
-        if reply.__class__ is wire.ReplyError:
-            raise_command_error(reply, "XADD+XDEL", None, self.client)
-
     async def check_waitaof(self) -> None:
         info = await wire.call(
             self.client,
@@ -144,3 +130,27 @@ def _units(slices: list[Slice], ids: Sequence[str | bytes]) -> Iterator[QueueUni
         end = start + len(part)
         yield QueueUnit(part.queue_commands(), part.targets, ids[start:end], start)
         start = end
+
+
+def _reply_checks(
+    client: Redis,
+) -> tuple[Callable[[Any], str], Callable[[Any], None], Callable[[Any], None]]:
+    """The reply checks of single calls, run in the caller's task. Made once per sender:
+    a bound method passed per call would be one more object per call for the collector
+    (and one kept on the sender would be a reference cycle)."""
+
+    def message_id(reply: Any) -> str:
+        if reply.__class__ is not bytes:
+            raise_command_error(reply, "XADD", None, client)
+        decoded: str = reply.decode()
+        return decoded
+
+    def queued(reply: Any) -> None:
+        if reply.__class__ is wire.ReplyError:
+            raise_command_error(reply, "XADD", None, client)
+
+    def queued_deleted(reply: Any) -> None:
+        if reply.__class__ is wire.ReplyError:
+            raise_command_error(reply, "XADD+XDEL", None, client)
+
+    return message_id, queued, queued_deleted
