@@ -7,6 +7,7 @@ warm-up call each), so a row measures handling, not construction or a first conn
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -59,8 +60,14 @@ def glide_handler(client: Any) -> Handler:
 
 
 async def handlers_rate(handler: Handler, concurrency: int, records: int) -> float:
-    """Records/s of waves of ``concurrency`` handlers until ``records`` are done (warmed up)."""
+    """Records/s of waves of ``concurrency`` handlers until ``records`` are done (warmed up).
+
+    The collector starts empty: a wave keeps thousands of objects alive across young
+    collections, so full collections (a few ms each) come every wave or two, and
+    whether one more lands inside a short run would otherwise swing its rate by ~10%.
+    """
     await handler(-1)
+    gc.collect()
     waves = max(1, records // concurrency)
     start = time.perf_counter()
     for wave in range(waves):

@@ -26,8 +26,8 @@ from typing import Any
 HERE = Path(__file__).parent
 BULK = 200_000
 HANDLERS = 2_000
-HANDLER_RECORDS = 8_000
-ROUNDS = 5
+HANDLER_RECORDS = 16_000
+ROUNDS = 7
 
 
 async def rows(url: str) -> dict[str, Any]:
