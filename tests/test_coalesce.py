@@ -286,3 +286,34 @@ async def test_coalesced_calls_leave_no_reference_cycles(
         gc.enable()
     assert (left["Call"], left["Future"]) == (0, 0), left
     assert await client.xlen("redstream:stream:users") == 500
+
+
+async def test_a_pending_single_call_holds_no_closure_cell_or_bound_method(client: Redis) -> None:
+    """What a call in flight keeps alive is what every young collection walks: its
+    coroutines, its queued call and its future, but no closure cell (a telemetry
+    lambda naming a local) and no bound method (a reply check made per call)."""
+    await client.flushall()
+    producer = Producer(client)
+    ids = [await producer.delay(User(-1))]  # warm: the target is cached, the script known
+
+    def census() -> Counter[str]:
+        return Counter(type(o).__name__ for o in gc.get_objects())
+
+    for calls in (
+        lambda n: producer.delay(User(n)),
+        lambda n: producer.queue(User(n), ids[0]),
+    ):
+        gc.collect()
+        gc.disable()
+        try:
+            before = census()
+            pending = [asyncio.ensure_future(calls(n)) for n in range(400)]
+            await asyncio.sleep(0)  # each task runs to its first wait: the calls are queued
+            held = census() - before
+        finally:
+            gc.enable()
+        await asyncio.gather(*pending)
+        assert held["Call"] >= 399, held  # every call but the one sent alone is in flight
+        # the batch in flight holds a few of its own; one per call would be hundreds
+        assert held["cell"] < 10, held
+        assert held["method"] < 10, held
