@@ -63,8 +63,9 @@ async def handlers_rate(handler: Handler, concurrency: int, records: int) -> flo
     """Records/s of waves of ``concurrency`` handlers until ``records`` are done (warmed up).
 
     The collector starts empty: a wave keeps thousands of objects alive across young
-    collections, so full collections (a few ms each) come every wave or two, and
-    whether one more lands inside a short run would otherwise swing its rate by ~10%.
+    collections, so a full collection (about 25 ms on this machine's 3.11) comes every
+    wave or two, and whether one more lands inside a short run would otherwise swing
+    its rate by ~10%.
     """
     await handler(-1)
     gc.collect()
